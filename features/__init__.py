@@ -1,0 +1,1 @@
+"""features floor of parcours (see docs/architecture.md)."""

@@ -1,0 +1,1 @@
+"""parcours floor of parcours (see docs/architecture.md)."""

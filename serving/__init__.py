@@ -1,0 +1,1 @@
+"""serving floor of parcours (see docs/architecture.md)."""

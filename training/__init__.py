@@ -1,0 +1,1 @@
+"""training floor of parcours (see docs/architecture.md)."""
