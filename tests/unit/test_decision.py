@@ -130,9 +130,9 @@ def test_exploration_logs_exact_propensity() -> None:
 def test_policies_block_capped_channel() -> None:
     state = everyone_consents()
     state.sent_week["email"] = 2
-    decision = DecisionEngine(
-        load_catalog(), load_policies(), models(load_catalog(), "purchase", lambda ch, ct: 0.9 if ch == "email" else 0.0)
-    ).decide("c1", FEATURES, state, NOW)
+    catalog = load_catalog()
+    email_wins = models(catalog, "purchase", lambda channel, content: 0.9 if channel == "email" else 0.0)
+    decision = DecisionEngine(catalog, load_policies(), email_wins).decide("c1", FEATURES, state, NOW)
     assert decision.action.channel != "email"
     assert any("frequency cap" in e.reason for e in decision.excluded if e.channel == "email")
 

@@ -1,0 +1,65 @@
+"""The next-best-action endpoint."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from journey.decision import ActionScore, Decision
+from serving.deps import get_runtime
+from serving.runtime import Runtime
+from serving.schemas import (
+    MAX_ALTERNATIVES,
+    ActionOut,
+    DecisionOut,
+    ExclusionOut,
+    NextBestActionRequest,
+    PhaseOut,
+)
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+
+
+@router.post("/next-best-action", response_model=DecisionOut, summary="Decide the next best channel and content")
+async def next_best_action(
+    request: NextBestActionRequest, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> DecisionOut:
+    """Scores every eligible, allowed action by expected incremental value and logs the decision durably."""
+    decision, degraded = runtime.decide(request.customer_id)
+    return to_out(decision, degraded)
+
+
+def to_out(decision: Decision, degraded: bool) -> DecisionOut:
+    return DecisionOut(
+        decision_id=decision.decision_id,
+        customer_id=decision.customer_id,
+        ts=decision.ts.to_pydatetime(),
+        phase=PhaseOut(label=decision.phase, probabilities=decision.phase_probabilities),
+        churn_risk=decision.churn_risk,
+        purchase_propensity=decision.purchase_propensity,
+        action=_action(decision.action),
+        alternatives=[_action(a) for a in decision.alternatives[:MAX_ALTERNATIVES]],
+        excluded=[ExclusionOut(channel=e.channel, content=e.content, reason=e.reason) for e in decision.excluded],
+        reasons=decision.reasons,
+        propensity=decision.propensity,
+        explored=decision.explored,
+        model_versions=decision.model_versions,
+        cold_start=decision.cold_start,
+        degraded=degraded,
+    )
+
+
+def _action(score: ActionScore) -> ActionOut:
+    return ActionOut(
+        channel=score.channel,
+        content=score.content,
+        objective=score.objective,
+        score=score.score,
+        uplift=score.uplift,
+        p_response=score.p_response,
+        p_baseline=score.p_baseline,
+        value=score.value,
+        objective_weight=score.objective_weight,
+        cost=score.cost,
+    )
