@@ -64,6 +64,9 @@ class ContactPolicies(BaseModel):
 
     version: int = 1
     caps: Caps = Caps()
+    uncapped_channels: list[str] = Field(
+        default_factory=list, description="Channels shown on the customer's own visit: not counted by caps/gap."
+    )
     min_gap_hours: float = Field(default=0, ge=0)
     quiet_hours: QuietHours | None = None
     opt_out_suppression_days: int = Field(default=0, ge=0)
@@ -71,7 +74,8 @@ class ContactPolicies(BaseModel):
 
     def check_against(self, catalog: Catalog) -> list[str]:
         """Channels named here but absent from the catalog: likely a typo, reported by `parcours validate`."""
-        named = set(self.caps.channels) | {rule.channel for rule in self.ignored_suppression}
+        named = set(self.caps.channels) | set(self.uncapped_channels)
+        named |= {rule.channel for rule in self.ignored_suppression}
         if self.quiet_hours:
             named |= set(self.quiet_hours.channels)
         return sorted(named - set(catalog.channels))
@@ -80,6 +84,8 @@ class ContactPolicies(BaseModel):
         """The first rule that forbids `action` for this customer now, as a readable reason; None if allowed."""
         if action.channel == NO_CONTACT:
             return None
+        if action.channel in self.uncapped_channels:
+            return _consent_rule(action, state, catalog, hour) or self._opt_out_rule(action, state, catalog, hour)
         for rule in (
             _consent_rule,
             self._opt_out_rule,
@@ -112,7 +118,9 @@ class ContactPolicies(BaseModel):
         return None
 
     def _cap_rule(self, action: Action, state: ContactState, catalog: Catalog, hour: int) -> str | None:
-        overall_day, overall_week = sum(state.sent_day.values()), sum(state.sent_week.values())
+        counted = [ch for ch in state.sent_day if ch not in self.uncapped_channels]
+        overall_day = sum(state.sent_day[ch] for ch in counted)
+        overall_week = sum(n for ch, n in state.sent_week.items() if ch not in self.uncapped_channels)
         for scope, cap, day, week in (
             ("overall", self.caps.overall, overall_day, overall_week),
             (

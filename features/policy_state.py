@@ -1,0 +1,74 @@
+"""Contact-policy state from features: the bridge between feature names and `journey.policies`.
+
+Online, the features are as of the last snapshot, so the decisions logged since then are added on top;
+in batch they are the snapshot itself. Both paths build the same `ContactState`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import pandas as pd
+
+from features.definitions import CONSENT_CHANNELS, CONTACT_CHANNELS, RESPONSE_CHANNELS
+from journey.policies import ContactState
+
+EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
+
+
+def contact_state(
+    features: Mapping[str, float],
+    recent_contacts: Iterable[tuple[pd.Timestamp, str]],
+    now: pd.Timestamp,
+) -> ContactState:
+    """Policy state of one customer at `now`.
+
+    - consents: the point-in-time consent features (absent or NaN = no consent);
+    - sent today / this week: the snapshot's 1- and 7-day contact counts plus contacts logged since;
+    - ignored contacts: the last 30 days' contacts on a channel times (1 − its 90-day response rate), an
+      estimate when responses are not counted per 30 days;
+    - opt-out: any unsubscribe in the snapshot's last 30 days counts as recent (conservative).
+    """
+    state = ContactState(
+        consents={column: _truthy(features.get(column)) for column in CONSENT_CHANNELS},
+        sent_day={ch: _count(features.get(f"contacts_{ch}_1d")) for ch in CONTACT_CHANNELS},
+        sent_week={ch: _count(features.get(f"contacts_{ch}_7d")) for ch in CONTACT_CHANNELS},
+        hours_since_last_contact=_hours_since(features.get("last_contact_epoch_days"), now),
+        days_since_opt_out=0.0 if _count(features.get("unsubscribes_30d")) > 0 else None,
+        ignored_recent=_ignored(features),
+    )
+    for ts, channel in recent_contacts:
+        age = now - ts
+        if age < pd.Timedelta(days=7):
+            state.sent_week[channel] = state.sent_week.get(channel, 0) + 1
+        if age < pd.Timedelta(days=1):
+            state.sent_day[channel] = state.sent_day.get(channel, 0) + 1
+        hours = max(age.total_seconds() / 3600, 0.0)
+        if state.hours_since_last_contact is None or hours < state.hours_since_last_contact:
+            state.hours_since_last_contact = hours
+    return state
+
+
+def _ignored(features: Mapping[str, float]) -> dict[str, int]:
+    ignored = {}
+    for channel in RESPONSE_CHANNELS:
+        sent = _count(features.get(f"contacts_{channel}_30d"))
+        rate = features.get(f"response_rate_{channel}_90d")
+        rate = 0.0 if rate is None or math.isnan(rate) else min(max(rate, 0.0), 1.0)
+        ignored[channel] = round(sent * (1.0 - rate))
+    return ignored
+
+
+def _hours_since(epoch_days: float | None, now: pd.Timestamp) -> float | None:
+    if epoch_days is None or math.isnan(epoch_days):
+        return None
+    return max((now - EPOCH).total_seconds() / 3600 - epoch_days * 24, 0.0)
+
+
+def _count(value: float | None) -> int:
+    return 0 if value is None or math.isnan(value) else int(value)
+
+
+def _truthy(value: float | None) -> bool:
+    return value is not None and not math.isnan(value) and value >= 0.5
