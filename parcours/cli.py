@@ -19,7 +19,7 @@ from rich.table import Table
 from journey.errors import ParcoursError
 from journey.settings import Settings
 from parcours import pipelines
-from parcours.console import console, setup_logging, step
+from parcours.console import console, quiet_stdout, setup_logging, step
 
 app = typer.Typer(
     name="parcours",
@@ -162,7 +162,7 @@ def features_materialize(home: HomeOption = None) -> None:
     settings = _settings(home)
 
     def body() -> None:
-        with step(f"Materializing into the {settings.online_store} online store"):
+        with step(f"Materializing into the {settings.online_store} online store"), quiet_stdout():
             rows = pipelines.materialize(settings)
         console.print(f"  {rows:,} customers online")
 
@@ -275,7 +275,7 @@ def demo(
         console.print(f"  {build.rows:,} rows in {build.snapshots} snapshots")
         with step("feast apply"):
             pipelines.apply_features(settings)
-        with step(f"Materializing into the {settings.online_store} online store"):
+        with step(f"Materializing into the {settings.online_store} online store"), quiet_stdout():
             pipelines.materialize(settings)
         with step("Training models (point-in-time sets → LightGBM → MLflow)"):
             results = pipelines.train(dataset, settings, catalog, ("phase", "churn", "purchase", "response"))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -27,6 +29,17 @@ def setup_logging(verbose: bool = False) -> None:
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not verbose:
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="feast")
+
+
+@contextmanager
+def quiet_stdout() -> Iterator[None]:
+    """Swallow what libraries print (Feast's materialize banner) so the CLI's own progress stays readable."""
+    with redirect_stdout(io.StringIO()):
+        yield
 
 
 @contextmanager
