@@ -207,16 +207,20 @@ def _train(
 
 
 def _print_training(results: dict[str, Any]) -> None:
-    table = Table("task", "status", "version", "test metric", "model", "baseline")
+    """One row per task: its status, registered version and primary test metric beside the logistic baseline."""
+    table = Table("task", "status", "version", "test metric", "model", "logistic baseline", "note")
     for task, result in results.items():
-        summary = result.summary() if hasattr(result, "summary") else dict(result)
+        metric = "macro_f1" if task == "phase" else "roc_auc"
+        metrics = getattr(result, "metrics", {}) or {}
+        version = getattr(result, "version", None)
         table.add_row(
             task,
-            str(summary.get("status", "")),
-            str(summary.get("version", "")),
-            str(summary.get("metric", "")),
-            _fmt(summary.get("model")),
-            _fmt(summary.get("baseline")),
+            str(getattr(result, "status", "")),
+            str(version.version) if version is not None else "",
+            metric if metrics else "",
+            _fmt(metrics.get(f"model_{metric}")),
+            _fmt(metrics.get(f"baseline_logistic_{metric}")),
+            str(getattr(result, "message", ""))[:80],
         )
     console.print(table)
 
