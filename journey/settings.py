@@ -46,6 +46,14 @@ class Settings(BaseSettings):
     exploration_rate: float = Field(default=0.05, ge=0.0, le=1.0)
     seed: int = 42
 
+    # --- features in real time, online stores (add fields for that area below this line)
+
+    # --- model lifecycle: promotion, retraining, schedule (add fields for that area below this line)
+
+    # --- serving operations: security, limits, reload, metrics (add fields for that area below this line)
+
+    # --- policy evaluation (add fields for that area below this line)
+
     @cached_property
     def root(self) -> Path:
         return self.home.expanduser().resolve()

@@ -299,3 +299,13 @@ def demo(
 
 def run() -> None:  # pragma: no cover - console entry point alias
     app(sys.argv[1:])
+
+
+def _register_command_groups() -> None:
+    from parcours.commands import evaluate, lifecycle, score
+
+    for group in (lifecycle, evaluate, score):
+        group.register(app)
+
+
+_register_command_groups()

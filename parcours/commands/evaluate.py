@@ -1,0 +1,10 @@
+"""Policy evaluation: simulator policies, off-policy estimates."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the `parcours` app."""
+    del app  # no commands yet
