@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from journey.errors import ParcoursError
 from journey.settings import Settings
-from serving.routes import decisions, feedback, health, models
+from serving.routes import decisions, events, feedback, health, models
 from serving.runtime import Runtime, build_runtime
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         version="0.1.0",
         lifespan=lifespan,
     )
-    for router in (health.router, decisions.router, feedback.router, models.router):
+    for router in (health.router, decisions.router, feedback.router, events.router, models.router):
         app.include_router(router)
 
     @app.exception_handler(ParcoursError)
