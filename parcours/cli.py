@@ -259,6 +259,9 @@ def demo(
     port: Annotated[int, typer.Option(envvar="PORT")] = 8000,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Stop after training.")] = False,
+    max_rows: Annotated[
+        int | None, typer.Option(help="Cap training rows per task (deterministic sample) to keep the demo quick.")
+    ] = 300_000,
     home: HomeOption = None,
 ) -> None:
     """The whole journey on embedded defaults: simulate → validate → features → train → serve."""
@@ -282,7 +285,7 @@ def demo(
         with step(f"Materializing into the {settings.online_store} online store"), quiet_stdout():
             pipelines.materialize(settings)
         with step("Training models (point-in-time sets → LightGBM → MLflow)"):
-            results = pipelines.train(dataset, settings, catalog, ("phase", "churn", "purchase", "response"))
+            results = pipelines.train(dataset, settings, catalog, ("phase", "churn", "purchase", "response"), max_rows)
         _print_training(results)
         example = str(dataset.customers["customer_id"].iloc[0])
         if no_serve:
