@@ -8,6 +8,7 @@ in the same order on both sides. `import feast` takes seconds, so it happens ins
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,11 +26,14 @@ if TYPE_CHECKING:
     from feast import FeatureStore
     from feast.repo_config import RepoConfig
 
+    from features.online_store.bulk import MaterializeStats
+
 __all__ = [
     "FEATURE_SERVICE",
     "apply",
     "historical_features",
     "materialize",
+    "materialize_changes",
     "offline_path",
     "online_features",
     "open_store",
@@ -39,6 +43,9 @@ __all__ = [
 ]
 
 OFFLINE_FILE = "customer_features.parquet"
+# Feast resolves these class paths (and their `...Config` classes) itself; see features/online_store.
+SQLITE_TYPE = "features.online_store.sqlite.PackedSqliteOnlineStore"
+REDIS_TYPE = "features.online_store.redis.PackedRedisOnlineStore"
 _ROW = "parcours_row_id"  # carried through Feast to restore the caller's row order
 
 
@@ -49,11 +56,12 @@ def offline_path(settings: Settings) -> Path:
 def _config_dict(settings: Settings) -> dict[str, Any]:
     """Plain-dict RepoConfig: also what feature_store.yaml holds, so the feast CLI sees the same store."""
     fs_dir = settings.feature_store_dir
-    online: dict[str, Any] = (
-        {"type": "redis", "connection_string": settings.redis_url}
-        if settings.online_store == "redis"
-        else {"type": "sqlite", "path": str(fs_dir / "online.db")}
-    )
+    packed = settings.online_layout == "packed"
+    online: dict[str, Any]
+    if settings.online_store == "redis":
+        online = {"type": REDIS_TYPE if packed else "redis", "connection_string": settings.redis_url}
+    else:
+        online = {"type": SQLITE_TYPE if packed else "sqlite", "path": str(fs_dir / "online.db")}
     return {
         "project": settings.feast_project,
         "provider": "local",
@@ -124,20 +132,65 @@ def apply(settings: Settings) -> None:
     open_store(settings).apply(_definitions(settings))
 
 
-def materialize(settings: Settings, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None) -> int:
-    """Load the latest snapshot in [start, end] of each customer into the online store; returns that number of
-    customers. Default range: every offline row (an explicit range, unlike `materialize_incremental`, which
-    starts at now - ttl)."""
-    stamps = pd.read_parquet(offline_path(settings), columns=[JOIN_KEY, TIMESTAMP_FIELD])
+def materialize(
+    settings: Settings, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, full: bool = False
+) -> int:
+    """Load the latest snapshot in [start, end] of each customer into the online store; returns the number of
+    customers in that range (all online). Incremental by default: see `materialize_changes`."""
+    return materialize_changes(settings, start, end, full).customers
+
+
+def materialize_changes(
+    settings: Settings, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None, full: bool = False
+) -> MaterializeStats:
+    """Packed layout: bulk-write only the customers whose latest snapshot changed since the last run (all of them
+    when `full`, on the first run, or when the store lost its data), then record the interval in the Feast registry.
+    Stock layout: Feast's own `materialize` over [start, end] (always every customer). Default range: every
+    offline row."""
+    from features.online_store.bulk import MaterializeStats, materialize_packed
+
+    stamps = pd.read_parquet(offline_path(settings), columns=[TIMESTAMP_FIELD])
     if stamps.empty:
-        return 0
+        return MaterializeStats(0, 0, 0, full, 0.0)
     ts = pd.to_datetime(stamps[TIMESTAMP_FIELD], utc=True)
-    lo = pd.Timestamp(start) if start is not None else ts.min()
-    hi = pd.Timestamp(end) if end is not None else ts.max()
-    lo = lo.tz_localize("UTC") if lo.tzinfo is None else lo
-    hi = hi.tz_localize("UTC") if hi.tzinfo is None else hi
-    open_store(settings).materialize(start_date=lo.to_pydatetime(), end_date=hi.to_pydatetime())
-    return int(stamps.loc[(ts >= lo) & (ts <= hi), JOIN_KEY].nunique())
+    everything = start is None
+    lo = _utc(start) if start is not None else ts.min()
+    hi = _utc(end) if end is not None else ts.max()
+    if settings.online_layout == "stock":
+        began = time.perf_counter()
+        open_store(settings).materialize(start_date=lo.to_pydatetime(), end_date=hi.to_pydatetime())
+        ids = pd.read_parquet(offline_path(settings), columns=[JOIN_KEY, TIMESTAMP_FIELD])
+        within = pd.to_datetime(ids[TIMESTAMP_FIELD], utc=True).between(lo, hi)
+        n = int(ids.loc[within.to_numpy(), JOIN_KEY].nunique())
+        return MaterializeStats(n, n, 0, True, time.perf_counter() - began)
+    stats = materialize_packed(settings, offline_path(settings), 0 if everything else _us(lo), _us(hi), full=full)
+    if stats.written or stats.deleted:  # nothing changed: skip `import feast` (seconds) and the registry
+        fs = open_store(settings)
+        _check_registered(fs)
+        for view in fs.list_feature_views():  # keep Feast's record of what is online truthful
+            fs.registry.apply_materialization(view, fs.project, lo.to_pydatetime(), hi.to_pydatetime(), commit=False)
+        fs.registry.commit()
+    return stats
+
+
+def _check_registered(fs: FeatureStore) -> None:
+    """The packed vector holds FEATURE_NAMES: the registered service must serve exactly those."""
+    service = fs.get_feature_service(FEATURE_SERVICE)
+    served = {f.name for projection in service.feature_view_projections for f in projection.features}
+    if served != set(FEATURE_NAMES):
+        raise ValueError(
+            f"feature service {FEATURE_SERVICE!r} in the registry differs from the feature registry "
+            f"({len(served ^ set(FEATURE_NAMES))} features differ): run `parcours features apply` first"
+        )
+
+
+def _utc(value: pd.Timestamp | str) -> pd.Timestamp:
+    t = pd.Timestamp(value)
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def _us(t: pd.Timestamp) -> int:
+    return int(t.value // 1000)
 
 
 def _coerce(frame: pd.DataFrame) -> pd.DataFrame:

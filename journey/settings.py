@@ -47,12 +47,49 @@ class Settings(BaseSettings):
     seed: int = 42
 
     # --- features in real time, online stores (add fields for that area below this line)
+    event_log_path: Path | None = Field(
+        default=None, description="Ingested-event log (SQLite, WAL); default: <home>/logs/events.db."
+    )
+    ingest_max_future_seconds: float = Field(
+        default=300.0, ge=0.0, description="How far ahead of the server clock an ingested event's ts may be (skew)."
+    )
+    online_layout: Literal["packed", "stock"] = Field(
+        default="packed",
+        description="packed: one exact compact vector per customer (parcours' Feast plugin, one read per customer); "
+        "stock: Feast's built-in per-feature rows (for comparison).",
+    )
+    redis_timeout_s: float = Field(default=1.0, gt=0, description="Socket timeout of online reads from Redis.")
+    materialize_batch_rows: int = Field(default=100_000, ge=1, description="Customers packed and written per batch.")
 
     # --- model lifecycle: promotion, retraining, schedule (add fields for that area below this line)
+    promotion_margin: float = Field(
+        default=0.005, ge=0.0, description="Primary-metric gain a challenger needs over the champion."
+    )
+    promotion_tolerance: float = Field(
+        default=0.01, ge=0.0, description="Largest regression allowed on any other metric when promoting."
+    )
+    backtest_folds: int = Field(default=3, ge=0, description="Rolling out-of-time folds per task (0 = off).")
+    retrain_cron: str = Field(default="0 3 * * *", description="`parcours schedule` default (5 fields, UTC).")
 
     # --- serving operations: security, limits, reload, metrics (add fields for that area below this line)
+    api_keys: str = Field(
+        default="",
+        description="Comma-separated hashed API keys ('sha256:<hex>'; `parcours`'s serving.security.hash_key makes "
+        "one). Empty: no authentication, and the server refuses to bind anything but loopback.",
+    )
+    max_body_kb: int = Field(default=256, ge=1, description="Request bodies above this many KiB get 413.")
+    model_reload_seconds: float = Field(
+        default=30.0, ge=0, description="How often serving polls the registry for a moved `champion` alias (0: never)."
+    )
+    log_format: Literal["json", "text"] = Field(default="json", description="Serving logs: JSON lines or plain text.")
+    access_log: bool = Field(default=True, description="One structured log line per HTTP request (no personal data).")
 
     # --- policy evaluation (add fields for that area below this line)
+    response_label: Literal["goal", "engagement"] = Field(
+        default="goal",
+        description="Response-model label for connection/consideration contents: 'goal' counts their goal events "
+        "(sign-up, referral, product view); 'engagement' also counts a click or open (inflates their uplift).",
+    )
 
     @cached_property
     def root(self) -> Path:

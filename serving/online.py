@@ -1,14 +1,25 @@
-"""Online feature reads for one customer, prepared once at start-up (store, feature service, names)."""
+"""Online feature reads for one customer, prepared once at start-up (store, feature service, names).
+
+`online_reader(settings)` picks the reader: with the packed layout (default) one SQLite query or one Redis GET per
+customer through the same table Feast's plugin reads (no `import feast`, no protobuf); with the stock layout the
+`nba` feature service through Feast's SDK.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from journey.settings import Settings
+
+if TYPE_CHECKING:
+    from features.online_store.backends import VectorBackend
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,47 @@ class OnlineFeatures(Protocol):
     def ping(self) -> None:
         """Raise if the store is unreachable."""
         ...
+
+
+def online_reader(settings: Settings) -> OnlineFeatures:
+    """The reader serving uses for `settings` (packed unless `online_layout=stock`)."""
+    if settings.online_layout == "packed":
+        return PackedOnlineFeatures(settings)
+    return FeastOnlineFeatures(settings)
+
+
+class PackedOnlineFeatures:
+    """Reads a customer's packed vector with one query / one GET; raises OnlineStoreUnavailable when the store is
+    unreachable (the runtime then answers in degraded mode)."""
+
+    def __init__(self, settings: Settings, backend: VectorBackend | None = None) -> None:
+        from features.online_store.backends import OnlineStoreUnavailable
+        from features.online_store.bulk import open_backend
+        from features.online_store.codec import default_codec
+
+        self._codec = default_codec()
+        self._names = self._codec.names
+        self._backend = backend if backend is not None else open_backend(settings)
+        try:  # an empty store is valid (cold starts); an unreachable one must not stop serving from starting
+            self._backend.create()
+        except OnlineStoreUnavailable:
+            log.warning("online store unreachable at start-up; reads answer degraded until it is back", exc_info=True)
+
+    def read(self, customer_id: str) -> FeatureRow | None:
+        blob = self._backend.get(customer_id)
+        if blob is None:
+            return None
+        ts_us, values = self._codec.decode(blob)
+        return FeatureRow(
+            values=dict(zip(self._names, values.tolist(), strict=True)),
+            snapshot_ts=pd.Timestamp(ts_us, unit="us", tz="UTC"),
+        )
+
+    def ping(self) -> None:
+        self._backend.ping()
+
+    def close(self) -> None:
+        self._backend.close()
 
 
 class FeastOnlineFeatures:

@@ -71,9 +71,11 @@ def test_repo_yaml_and_config(workspace: tuple[Settings, pd.DataFrame]) -> None:
     settings, _ = workspace
     written = yaml.safe_load((settings.feature_store_dir / "feature_store.yaml").read_text())
     assert written["offline_store"] == {"type": "duckdb"}
-    assert Path(written["registry"]).is_absolute() and written["online_store"]["type"] == "sqlite"
+    assert Path(written["registry"]).is_absolute() and written["online_store"]["type"] == store.SQLITE_TYPE
     redis = store.repo_config(Settings(home=settings.home, online_store="redis", redis_url="h:1"))
-    assert redis.online_store.type == "redis"
+    assert redis.online_store.type == store.REDIS_TYPE
+    stock = store.repo_config(Settings(home=settings.home, online_layout="stock"))
+    assert stock.online_store.type == "sqlite"
     assert {fv.name for fv in store.open_store(settings).list_feature_views()} >= {"customer_rfm", "customer_consent"}
 
 
