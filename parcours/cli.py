@@ -157,13 +157,16 @@ def features_apply(home: HomeOption = None) -> None:
 
 
 @features_app.command("materialize")
-def features_materialize(home: HomeOption = None) -> None:
-    """Load the latest feature values into the online store."""
+def features_materialize(
+    full: Annotated[bool, typer.Option("--full", help="Rewrite every customer, not only the changed ones.")] = False,
+    home: HomeOption = None,
+) -> None:
+    """Load the latest feature values into the online store (incremental: only what changed since last run)."""
     settings = _settings(home)
 
     def body() -> None:
         with step(f"Materializing into the {settings.online_store} online store"), quiet_stdout():
-            rows = pipelines.materialize(settings)
+            rows = pipelines.materialize(settings, full=full)
         console.print(f"  {rows:,} customers online")
 
     _run(body)

@@ -7,6 +7,7 @@ The CLI runs them one by one (with progress output); `demo` runs them all. Every
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,33 @@ def load_usable(
     data = validate(data_dir, settings, catalog)
     if not data.usable:
         raise DataContractError(f"{data_dir}: data is unusable: " + "; ".join(data.problems))
-    return cut_at(data, as_of) if as_of is not None else data
+    data = with_ingested(data, settings)
+    result = cut_at(data, as_of) if as_of is not None else data
+    _SOURCES[id(result)] = (weakref.ref(result), Path(data_dir))
+    return result
+
+
+# which data directory each dataset returned by `load_usable` came from, so `build_features` can record it
+_SOURCES: dict[int, tuple[weakref.ref[ValidatedData], Path]] = {}
+
+
+def _source_of(data: ValidatedData) -> Path | None:
+    ref, path = _SOURCES.get(id(data), (None, None))
+    return path if ref is not None and ref() is data else None
+
+
+def with_ingested(data: ValidatedData, settings: Settings) -> ValidatedData:
+    """The dataset plus every event ingested in real time (`POST /v1/events`), so offline builds and training see
+    them; exact duplicates of rows already in the data count once (journey.eventlog.merge_ingested)."""
+    from dataclasses import replace
+
+    from journey.eventlog import event_log_path, merge_ingested, read_ingested
+
+    ingested = read_ingested(event_log_path(settings))
+    if ingested.empty:
+        return data
+    customers, events = merge_ingested(data.customers, data.events, ingested)
+    return replace(data, customers=customers, events=events)
 
 
 def cut_at(data: ValidatedData, as_of: pd.Timestamp) -> ValidatedData:
@@ -75,18 +102,29 @@ class FeatureBuild:
     latest: pd.Timestamp
 
 
-def build_features(data: ValidatedData, settings: Settings, as_of: pd.Timestamp | None = None) -> FeatureBuild:
-    """Offline snapshots every `snapshot_every_days` plus one at the end of the data (what serving sees)."""
+def build_features(
+    data: ValidatedData, settings: Settings, as_of: pd.Timestamp | None = None, data_dir: Path | None = None
+) -> FeatureBuild:
+    """Offline snapshots every `snapshot_every_days` plus one at the end of the data (what serving sees).
+
+    Also records the source (`feature_store/source.json`: data directory, as_of, cadence) with the validated tables
+    sorted by customer, which the real-time refresh reads (features.realtime). `data_dir` defaults to the
+    directory `load_usable` read `data` from.
+    """
     from features.build import build_features as build
     from features.build import snapshot_times
+    from features.realtime import write_source
     from features.store import write_offline
 
-    end = as_of or data_end(data)
+    # Never stamp a snapshot in the future: once today's ingested events are merged, the data ends today.
+    end = as_of or min(data_end(data), pd.Timestamp.now(tz="UTC"))
     start = pd.Timestamp(data.events["ts"].min()).floor("D")
     grid = [t for t in snapshot_times(start, end, settings.snapshot_every_days) if t < end]
     times = sorted({*grid, end})
     snapshots = build(data.customers, data.events, data.contacts, times)
     path = write_offline(snapshots, settings)
+    tables = {"customers": data.customers, "events": data.events, "contacts": data.contacts}
+    write_source(settings, data_dir or _source_of(data), as_of, end, tables)
     return FeatureBuild(snapshots=len(times), rows=len(snapshots), path=path, latest=end)
 
 
@@ -96,10 +134,11 @@ def apply_features(settings: Settings) -> None:
     apply(settings)
 
 
-def materialize(settings: Settings) -> int:
+def materialize(settings: Settings, full: bool = False) -> int:
+    """Load the latest features online; only customers whose snapshot changed unless `full`."""
     from features.store import materialize as run
 
-    return run(settings)
+    return run(settings, full=full)
 
 
 def train(
