@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from journey.errors import ParcoursError
+from journey.scoring import TASKS
 from journey.settings import Settings
 from parcours import pipelines
 from parcours.console import console, quiet_stdout, setup_logging, step
@@ -196,8 +197,6 @@ def train(
 def _train(
     settings: Settings, data_dir: Path, as_of: pd.Timestamp | None, tasks: tuple[str, ...], max_rows: int | None
 ) -> None:
-    from journey.scoring import TASKS
-
     catalog = pipelines.catalog_for(settings)
     dataset = pipelines.load_usable(data_dir, settings, catalog, as_of)
     with step("Building feature snapshots"):
@@ -205,7 +204,7 @@ def _train(
     with step("feast apply"):
         pipelines.apply_features(settings)
     with step("Training models (point-in-time sets → LightGBM → MLflow)"):
-        results = pipelines.train(dataset, settings, catalog, tasks or TASKS, max_rows)
+        results = pipelines.train(dataset, settings, catalog, tasks or TASKS, max_rows, data_dir)
     _print_training(results)
 
 
@@ -288,7 +287,7 @@ def demo(
         with step(f"Materializing into the {settings.online_store} online store"), quiet_stdout():
             pipelines.materialize(settings)
         with step("Training models (point-in-time sets → LightGBM → MLflow)"):
-            results = pipelines.train(dataset, settings, catalog, ("phase", "churn", "purchase", "response"), max_rows)
+            results = pipelines.train(dataset, settings, catalog, TASKS, max_rows, data_dir)
         _print_training(results)
         example = str(dataset.customers["customer_id"].iloc[0])
         if no_serve:

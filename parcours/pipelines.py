@@ -78,11 +78,24 @@ def with_ingested(data: ValidatedData, settings: Settings) -> ValidatedData:
 
 
 def cut_at(data: ValidatedData, as_of: pd.Timestamp) -> ValidatedData:
-    """Forget everything at or after `as_of`, so a model trained 'as of' a date never sees later events."""
+    """Forget everything at or after `as_of`, so a model trained 'as of' a date never sees later events.
+
+    Consent is today's state; a customer who unsubscribed from a channel at or after `as_of` still had that
+    consent at `as_of`, so it is given back (dropping the unsubscribe alone would make it look never given).
+    """
     from dataclasses import replace
 
+    from journey.vocabulary import CONSENT_COLUMNS, EventType
+
+    later = data.events[(data.events["ts"] >= as_of) & (data.events["event_type"] == EventType.UNSUBSCRIBE.value)]
+    customers = data.customers.copy()
+    for channel, column in CONSENT_COLUMNS.items():
+        if column in customers.columns:
+            revoked_later = set(later.loc[later["channel"] == channel, "customer_id"])
+            customers.loc[customers["customer_id"].isin(revoked_later), column] = True
     return replace(
         data,
+        customers=customers,
         events=data.events[data.events["ts"] < as_of].reset_index(drop=True),
         contacts=data.contacts[data.contacts["ts"] < as_of].reset_index(drop=True),
     )
@@ -147,10 +160,13 @@ def train(
     catalog: Catalog,
     tasks: tuple[str, ...],
     max_rows: int | None = None,
+    data_dir: Path | None = None,
 ) -> dict[str, Any]:
-    from training.pipeline import train_all
+    """Train and register every task; on simulated data the latent phase (ground truth) is used for REPORTING."""
+    from training.pipeline import load_phase_truth, train_all
 
-    return train_all(data, settings, catalog, tasks=tasks, max_rows=max_rows)
+    truth = load_phase_truth(data_dir) if data_dir is not None else None
+    return train_all(data, settings, catalog, tasks=tasks, max_rows=max_rows, phase_truth=truth)
 
 
 def write_report(settings: Settings, name: str, payload: dict[str, Any]) -> Path:
