@@ -26,7 +26,9 @@ from journey.errors import NotReadyError
 from journey.settings import Settings
 from journey.vocabulary import NO_CONTACT, PHASES
 from training import evaluation as ev
+from training.backtest import rolling_backtest, summarise
 from training.baselines import LogisticBaseline, RecencyFrequencyBaseline
+from training.calibration import CalibrationChoice, choose_calibration
 from training.lgbm import ACTION_COLUMNS, LightGBMTask, encode_actions
 from training.registry import SCHEMA_VERSION, ModelVersionRef, log_and_register
 from training.tracking import configure_mlflow
@@ -53,9 +55,18 @@ NON_FEATURES: frozenset[str] = frozenset(
 # Absolute timestamps as numbers make trees split on calendar time, which never recurs out of time.
 ABSOLUTE_TIME_MARKERS: tuple[str, ...] = ("epoch",)
 
-# Class imbalance: measured on simulated data (see tests/unit/test_lgbm.py and the final report), balancing
-# did not improve AUC and degraded log loss / Brier, so every task trains unweighted by default.
-CLASS_WEIGHT: dict[str, Literal["balanced"] | None] = {t: None for t in TASKS}
+# Class imbalance is measured on every run, not assumed: both options are fitted and the one with the better
+# validation primary metric is kept (ties within IMBALANCE_TIE go to unweighted, which calibrates better).
+# The response model stays unweighted: reweighting rescales its probabilities, and decisions use their
+# differences (uplift) at face value.
+ClassWeight = Literal["balanced"] | None
+CLASS_WEIGHT_OPTIONS: tuple[ClassWeight, ...] = (None, "balanced")
+IMBALANCE_TIE = 0.002
+# Calibration is tried for the customer-level binary models; the response model's output enters decisions as
+# a difference f(x, c, k) - f(x, none, k), which a map fitted on pooled rows does not make more truthful.
+CALIBRATED_TASKS: frozenset[str] = frozenset({"churn", "purchase"})
+BACKTEST_FOLDS = 3
+BACKTEST_TASKS: frozenset[str] = frozenset({"phase", "churn", "purchase"})
 
 
 @dataclass
@@ -148,16 +159,59 @@ def _metadata(task: str, features: list[str], model: LightGBMTask, catalog: Cata
     return metadata
 
 
-def _fit_model(task: str, data: _Splits, categorical: Sequence[str], seed: int) -> LightGBMTask:
+def _fit_model(
+    task: str, data: _Splits, categorical: Sequence[str], seed: int, class_weight: ClassWeight = None
+) -> LightGBMTask:
+    return _fit(task, categorical, seed, class_weight)(
+        data.X["train"], data.y["train"], data.X["valid"], data.y["valid"]
+    )
+
+
+def _fit(
+    task: str, categorical: Sequence[str], seed: int, class_weight: ClassWeight
+) -> Callable[[pd.DataFrame, pd.Series, pd.DataFrame, pd.Series], LightGBMTask]:
+    """A fitting function (train and valid parts in, fitted model out), shared by the final fit and the backtest."""
+
+    def fit(X_train: pd.DataFrame, y_train: pd.Series, X_valid: pd.DataFrame, y_valid: pd.Series) -> LightGBMTask:
+        if task == "phase":
+            model = LightGBMTask(
+                "multiclass", class_names=[p.value for p in PHASES], seed=seed, class_weight=class_weight
+            )
+        else:
+            if y_train.nunique() < 2:
+                raise ValueError(f"{task}: the training split has a single label value; nothing to learn")
+            model = LightGBMTask("binary", categorical=categorical, seed=seed, class_weight=class_weight)
+        return model.fit(X_train, y_train, X_valid, y_valid)
+
+    return fit
+
+
+def _primary(task: str, y: pd.Series, p: np.ndarray) -> float:
     if task == "phase":
-        model = LightGBMTask(
-            "multiclass", class_names=[p.value for p in PHASES], seed=seed, class_weight=CLASS_WEIGHT[task]
-        )
-    else:
-        if data.y["train"].nunique() < 2:
-            raise ValueError(f"{task}: the training split has a single label value; nothing to learn")
-        model = LightGBMTask("binary", categorical=categorical, seed=seed, class_weight=CLASS_WEIGHT[task])
-    return model.fit(data.X["train"], data.y["train"], data.X["valid"], data.y["valid"])
+        return ev.multiclass_metrics(y, p, [ph.value for ph in PHASES])["macro_f1"]
+    return ev.binary_metrics(y, p)["roc_auc"]
+
+
+def _fit_best_weighting(
+    task: str, data: _Splits, categorical: Sequence[str], seed: int
+) -> tuple[LightGBMTask, dict[str, float]]:
+    """Fit unweighted and class-balanced models and keep the better one on the validation primary metric."""
+    if data.X["valid"].empty or task == "response":
+        return _fit_model(task, data, categorical, seed), {}
+    fitted: list[tuple[float, LightGBMTask]] = []
+    metrics: dict[str, float] = {}
+    for option in CLASS_WEIGHT_OPTIONS:
+        model = _fit_model(task, data, categorical, seed, option)
+        value = _primary(task, data.y["valid"], model.predict_proba(data.X["valid"]))
+        metrics[f"imbalance_valid_{'macro_f1' if task == 'phase' else 'roc_auc'}_{option or 'none'}"] = value
+        fitted.append((value, model))
+    (unweighted, plain), (balanced, weighted) = fitted
+    chosen = (
+        weighted
+        if np.isfinite(balanced) and balanced > (unweighted if np.isfinite(unweighted) else -1) + IMBALANCE_TIE
+        else plain
+    )
+    return chosen, metrics
 
 
 def _fit_baselines(task: str, data: _Splits, categorical: Sequence[str]) -> dict[str, Any]:
@@ -270,12 +324,97 @@ def _response_checks(
     return metrics
 
 
+# ------------------------------------------------------------------------------- calibration, backtest, truth
+def _calibrate(task: str, model: LightGBMTask, data: _Splits) -> CalibrationChoice | None:
+    """Fit calibration maps on valid, keep one only if it helps on test (binary customer models only)."""
+    if task not in CALIBRATED_TASKS or data.X["valid"].empty or data.X["test"].empty:
+        return None
+    return choose_calibration(
+        model.predict_proba(data.X["valid"]), data.y["valid"], model.predict_proba(data.X["test"]), data.y["test"]
+    )
+
+
+def _backtest(
+    task: str, data: _Splits, categorical: Sequence[str], settings: Settings, class_weight: ClassWeight, out: Path
+) -> dict[str, float]:
+    """Rolling-origin folds over all rows (train + valid + test); per-fold table to `backtest.csv`."""
+    folds = int(getattr(settings, "backtest_folds", BACKTEST_FOLDS))
+    if task not in BACKTEST_TASKS or folds <= 0:
+        return {}
+    rows = pd.concat([data.rows[s] for s in SPLITS])
+    if "event_timestamp" not in rows:
+        return {}
+    X = pd.concat([data.X[s] for s in SPLITS])
+    y = pd.concat([data.y[s] for s in SPLITS])
+    classes = [ph.value for ph in PHASES]
+
+    def evaluate(y_test: pd.Series, p: np.ndarray) -> dict[str, float]:
+        return ev.multiclass_metrics(y_test, p, classes) if task == "phase" else ev.binary_metrics(y_test, p)
+
+    gap = _horizon_days(task, settings) or (30 if task == "phase" else 0)
+    table = rolling_backtest(
+        _fit(task, categorical, settings.seed, class_weight),
+        evaluate,
+        X,
+        y,
+        rows["event_timestamp"],
+        folds,
+        gap,
+    )
+    table.to_csv(out / "backtest.csv", index=False)
+    names = ["macro_f1", "accuracy", "log_loss"] if task == "phase" else ["roc_auc", "pr_auc", "log_loss", "brier"]
+    return summarise(table, names)
+
+
+def load_phase_truth(data_dir: Path) -> pd.DataFrame | None:
+    """The simulator's latent phase history next to a dataset, if any (REPORTING only, never a feature)."""
+    path = Path(data_dir) / "ground_truth" / "phase_history.parquet"
+    return pd.read_parquet(path) if path.exists() else None
+
+
+def _true_phase_metrics(
+    rows: pd.DataFrame, y: pd.Series, proba: np.ndarray, truth: pd.DataFrame, out: Path
+) -> dict[str, float]:
+    """Phase model (and rule label) accuracy against the simulator's latent phase at each test cutoff.
+
+    The simulator also has latent states outside the 5 modelled phases (e.g. dormant, churned): their share
+    is reported, and accuracy is computed on the rows whose true phase is one of the 5."""
+    from training.labels import true_phase_at
+
+    classes = [ph.value for ph in PHASES]
+    true = true_phase_at(truth, rows[["customer_id", "event_timestamp"]]).to_numpy(dtype=object)
+    predicted = np.asarray(classes, dtype=object)[np.asarray(proba).argmax(axis=1)]
+    known = np.array([t is not None for t in true])
+    modelled = np.array([t in classes for t in true])
+    frame = pd.DataFrame({"true_phase": true, "predicted": predicted, "label": y.to_numpy(dtype=object)})
+    pd.crosstab(frame["true_phase"].fillna("(none)"), frame["predicted"]).to_csv(out / "true_phase_confusion.csv")
+    metrics = {
+        "true_phase_rows": float(known.sum()),
+        "true_phase_share_outside_classes": float(1 - modelled[known].mean()) if known.any() else np.nan,
+    }
+    if modelled.any():
+        from sklearn.metrics import f1_score
+
+        t, p, lab = true[modelled], predicted[modelled], frame["label"].to_numpy()[modelled]
+        metrics["model_true_phase_accuracy"] = float(np.mean(t == p))
+        metrics["model_true_phase_macro_f1"] = float(f1_score(t, p, labels=classes, average="macro", zero_division=0))
+        metrics["label_true_phase_accuracy"] = float(np.mean(t == lab))
+    return metrics
+
+
 # ---------------------------------------------------------------------------------------------------- plots
 def _save(fig: Any, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _plots(task: str, y: pd.Series, scores: Mapping[str, np.ndarray], model: LightGBMTask, out: Path) -> None:
+def _plots(
+    task: str,
+    y: pd.Series,
+    scores: Mapping[str, np.ndarray],
+    model: LightGBMTask,
+    out: Path,
+    raw: np.ndarray | None = None,
+) -> None:
     _save(
         ev.plot_importance(model.feature_importance("gain"), title=f"{task}: feature importance (gain)"),
         out / "importance.png",
@@ -292,7 +431,8 @@ def _plots(task: str, y: pd.Series, scores: Mapping[str, np.ndarray], model: Lig
     if y.nunique() < 2:
         return
     _save(ev.plot_roc(y, scores, title=f"{task}: ROC (test)"), out / "roc.png")
-    _save(ev.plot_calibration(y, scores, title=f"{task}: reliability (test)"), out / "calibration.png")
+    reliability = dict(scores) if raw is None else {"model (raw)": raw, **scores}
+    _save(ev.plot_calibration(y, reliability, title=f"{task}: reliability (test)"), out / "calibration.png")
     _save(ev.plot_lift_gain(y, scores, title=f"{task}: gain and lift (test)"), out / "lift_gain.png")
 
 
@@ -330,8 +470,12 @@ def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 # -------------------------------------------------------------------------------------------------- entry points
-def train_task(task: str, dataset: Any, settings: Settings, catalog: Catalog) -> TaskResult:
-    """Fit, evaluate against baselines, log and register one task model in its own (nested) MLflow run."""
+def train_task(
+    task: str, dataset: Any, settings: Settings, catalog: Catalog, phase_truth: pd.DataFrame | None = None
+) -> TaskResult:
+    """Fit, evaluate against baselines, log and register one task model in its own (nested) MLflow run.
+
+    `phase_truth` (the simulator's latent phase history) only adds reporting metrics to the phase run."""
     import mlflow
 
     if task not in TASKS:
@@ -349,29 +493,41 @@ def train_task(task: str, dataset: Any, settings: Settings, catalog: Catalog) ->
 
     with mlflow.start_run(run_name=task, nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags({"parcours.task": task, "parcours.eval_split": eval_split})
-        model = _fit_model(task, data, categorical, settings.seed)
+        model, metrics = _fit_best_weighting(task, data, categorical, settings.seed)
         baselines = _fit_baselines(task, data, categorical)
         X_eval, y_eval = data.X[eval_split], data.y[eval_split]
-        scores = {"model": model.predict_proba(X_eval), **{n: b.predict_proba(X_eval) for n, b in baselines.items()}}
-        metrics = _evaluate(task, y_eval, scores)
+        raw = model.predict_proba(X_eval)
+        calibration = _calibrate(task, model, data)
+        chosen = calibration.chosen if calibration is not None else None
+        served = chosen.apply(raw) if chosen is not None else raw
+        scores = {"model": served, **{n: b.predict_proba(X_eval) for n, b in baselines.items()}}
+        metrics.update(_evaluate(task, y_eval, scores))
         metrics["model_best_iteration"] = float(model.best_iteration_)
         metrics.update(_label_rates(task, data))
+        if calibration is not None:
+            metrics.update({f"calibration_{k}": v for k, v in calibration.metrics.items()})
         params = {
             "task": task,
             "objective": model.objective,
             "horizon_days": _horizon_days(task, settings),
             "num_boost_round": model.num_boost_round,
             "early_stopping_rounds": model.early_stopping_rounds,
-            "class_weight": model.class_weight,
+            "class_weight": model.class_weight or "none",
+            "calibration": chosen.method if chosen is not None else "none",
+            "calibration_note": calibration.reason[:250] if calibration is not None else "not applicable",
+            "categorical_features": ",".join(categorical) or "none",
             "baselines": ",".join(baselines) or "none",
             **{f"lgb_{k}": v for k, v in model.params_.items()},
             **_data_params(dataset, data, features, dropped),
         }
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            _plots(task, y_eval, scores, model, out)
+            _plots(task, y_eval, scores, model, out, raw=raw if chosen is not None else None)
             if is_response:
                 metrics.update(_response_checks(model, data.rows[eval_split], features, catalog, out))
+            metrics.update(_backtest(task, data, categorical, settings, model.class_weight, out))
+            if task == "phase" and phase_truth is not None:
+                metrics.update(_true_phase_metrics(data.rows[eval_split], y_eval, served, phase_truth, out))
             (out / "features.json").write_text(json.dumps({"features": features, "dropped": dropped}, indent=1))
             meta = getattr(dataset, "meta", None) or {}
             (out / "dataset_meta.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -380,6 +536,8 @@ def train_task(task: str, dataset: Any, settings: Settings, catalog: Catalog) ->
             mlflow.log_metrics(_finite(metrics))
             mlflow.log_artifacts(str(out))
         metadata = _metadata(task, features, model, catalog)
+        if chosen is not None:
+            metadata["calibration"] = chosen.metadata()
         version = log_and_register(task, model, metadata, data.X["train"], settings)
         mlflow.set_tags({"parcours.model_version": version.version, "parcours.aliases": ",".join(version.aliases)})
     return TaskResult(
@@ -411,9 +569,11 @@ def train_all(
     tasks: Iterable[str] = TASKS,
     max_rows: int | None = None,
     progress: Callable[[str], None] | None = None,
+    phase_truth: pd.DataFrame | None = None,
 ) -> dict[str, TaskResult]:
     """Build each task's dataset and train it under one parent run `train`; one task failing or lacking data
-    (e.g. no contacts for the response model) never stops the others. `progress` receives one-line messages."""
+    (e.g. no contacts for the response model) never stops the others. `progress` receives one-line messages;
+    `phase_truth` (simulated data only) adds true-phase accuracy to the phase run's report."""
     import mlflow
 
     from training.datasets import build_task_dataset
@@ -438,7 +598,7 @@ def train_all(
             else:
                 say(f"{task}: training on {len(dataset.frame)} rows")
                 try:
-                    results[task] = train_task(task, dataset, settings, catalog)
+                    results[task] = train_task(task, dataset, settings, catalog, phase_truth=phase_truth)
                 except Exception as error:
                     mlflow.log_text(traceback.format_exc(), f"errors/{task}.txt")
                     results[task] = TaskResult(task, "failed", f"{type(error).__name__}: {error}")
