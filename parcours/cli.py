@@ -244,13 +244,13 @@ def serve(
 
 
 def _serve(settings: Settings, host: str, port: int, workers: int) -> None:
-    import uvicorn
+    """Run the API; without API keys it refuses any bind but loopback (a clean error, exit 2)."""
+    from serving.app import serve
+    from serving.security import check_bind
 
-    os.environ["PARCOURS_HOME"] = str(settings.root)
+    _run(lambda: check_bind(host, settings))
     console.print(f"Serving on http://{host}:{port} (docs: http://{host}:{port}/docs) — Ctrl+C to stop")
-    uvicorn.run(
-        "serving.app:create_app", factory=True, host=host, port=port, workers=workers, log_level="info"
-    )
+    serve(settings, host, port, workers)
 
 
 @app.command()

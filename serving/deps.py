@@ -1,10 +1,17 @@
-"""FastAPI dependencies: the runtime lives on `app.state`, built by the lifespan."""
+"""FastAPI dependencies: the runtime lives on `app.state` (built by the lifespan); API-key authentication."""
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from serving.runtime import Runtime
+from serving.security import ApiKeys
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <API key>`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="`X-API-Key: <API key>`")
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -12,3 +19,21 @@ def get_runtime(request: Request) -> Runtime:
     if runtime is None:
         raise HTTPException(status_code=503, detail="the decision runtime is not loaded yet")
     return runtime
+
+
+def require_api_key(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> None:
+    """401 unless a configured key is sent (as a Bearer token or X-API-Key); open when no key is configured."""
+    keys: ApiKeys = request.app.state.api_keys
+    if not keys.enabled:
+        return
+    key = header or (bearer.credentials if bearer else None)
+    if not keys.accepts(key):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or invalid API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

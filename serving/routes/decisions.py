@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
 from journey.decision import ActionScore, Decision
-from serving.deps import get_runtime
+from serving.deps import get_runtime, require_api_key
 from serving.runtime import Runtime
 from serving.schemas import (
     MAX_ALTERNATIVES,
+    MAX_BATCH,
     ActionOut,
+    ContributionOut,
     DecisionOut,
+    DecisionsOut,
     ExclusionOut,
     NextBestActionRequest,
+    NextBestActionsRequest,
     PhaseOut,
 )
 
-router = APIRouter(prefix="/v1", tags=["decisions"])
+router = APIRouter(prefix="/v1", tags=["decisions"], dependencies=[Depends(require_api_key)])
 
 
 @router.post("/next-best-action", response_model=DecisionOut, summary="Decide the next best channel and content")
@@ -26,8 +31,21 @@ async def next_best_action(
     request: NextBestActionRequest, runtime: Annotated[Runtime, Depends(get_runtime)]
 ) -> DecisionOut:
     """Scores every eligible, allowed action by expected incremental value and logs the decision durably."""
-    decision, degraded = runtime.decide(request.customer_id)
+    decision, degraded = await runtime.decide(request.customer_id, request.explain)
     return to_out(decision, degraded)
+
+
+@router.post(
+    "/next-best-actions",
+    response_model=DecisionsOut,
+    summary=f"Decide for up to {MAX_BATCH} customers in one call",
+)
+async def next_best_actions(
+    request: NextBestActionsRequest, runtime: Annotated[Runtime, Depends(get_runtime)]
+) -> DecisionsOut:
+    """Same decision as `/v1/next-best-action` for each customer, in request order, logged in one durable append."""
+    decided = await runtime.decide_many([c.customer_id for c in request.customers])
+    return DecisionsOut(decisions=[to_out(decision, degraded) for decision, degraded in decided])
 
 
 def to_out(decision: Decision, degraded: bool) -> DecisionOut:
@@ -47,7 +65,17 @@ def to_out(decision: Decision, degraded: bool) -> DecisionOut:
         model_versions=decision.model_versions,
         cold_start=decision.cold_start,
         degraded=degraded,
+        contributions={
+            model: [
+                ContributionOut(feature=c.feature, value=_finite(c.value), contribution=c.contribution) for c in top
+            ]
+            for model, top in getattr(decision, "contributions", {}).items()
+        },
     )
+
+
+def _finite(value: float | None) -> float | None:
+    return None if value is None or not math.isfinite(value) else float(value)
 
 
 def _action(score: ActionScore) -> ActionOut:
