@@ -176,6 +176,61 @@ def _observed_contacts(data: JourneyData, window_days: int) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# The decision log as training data (the feedback loop)
+# --------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LoggedJourneyData:
+    """Journey data plus what serving logged: decisions as contacts (with their propensities) and feedback."""
+
+    customers: pd.DataFrame
+    events: pd.DataFrame
+    contacts: pd.DataFrame
+    feedback: pd.DataFrame | None = None
+
+
+def with_decision_log(
+    data: JourneyData, logged_contacts: pd.DataFrame, feedback: pd.DataFrame | None = None
+) -> LoggedJourneyData:
+    """`data` with the decision log's contacts (`DecisionLog.contacts_frame()`) added and its feedback
+    (`DecisionLog.feedback_frame()`) attached, so the next response model learns from the decisions served.
+
+    A decision already in `data.contacts` (same `decision_id`, e.g. exported back through the data contract)
+    is kept once, from `data`. Logged rows need `decision_id, customer_id, ts, channel, content`; their
+    `propensity` is kept for off-policy evaluation and weighting.
+    """
+    base = getattr(data, "contacts", None)
+    frames = [f for f in (base, logged_contacts) if f is not None and len(f)]
+    if frames:
+        for frame in frames:
+            missing = [c for c in ("decision_id", "customer_id", "ts", "channel", "content") if c not in frame]
+            if missing:
+                raise ValueError(f"contacts: missing column(s) {missing}")
+        columns = list(dict.fromkeys(c for f in frames for c in f.columns))
+        contacts = pd.concat([f.reindex(columns=columns) for f in frames], ignore_index=True)
+        contacts["ts"] = _utc(contacts["ts"])
+        contacts = contacts.drop_duplicates("decision_id", keep="first")
+        contacts = contacts.sort_values("ts", kind="stable").reset_index(drop=True)
+    else:
+        contacts = base if base is not None else logged_contacts
+    return LoggedJourneyData(data.customers, data.events, contacts, feedback)
+
+
+def from_decision_log(data: JourneyData, log_path: Any) -> LoggedJourneyData:
+    """`with_decision_log` reading the SQLite decision log at `log_path` (`Settings.decision_log_path`)."""
+    from pathlib import Path
+
+    from journey.logbook import DecisionLog
+
+    log = DecisionLog(Path(log_path))
+    try:
+        return with_decision_log(data, log.contacts_frame(), log.feedback_frame())
+    finally:
+        log.close()
+
+
+# --------------------------------------------------------------------------------------------------------------
 # Features (Feast only)
 # --------------------------------------------------------------------------------------------------------------
 
@@ -298,7 +353,15 @@ def _response_task(
 ) -> TaskDataset:
     window = settings.response_window_days
     contacts = _observed_contacts(data, window)
-    rows = response_dataset(contacts, data.events, catalog, window)
+    feedback = getattr(data, "feedback", None)
+    rows = response_dataset(
+        contacts,
+        data.events,
+        catalog,
+        window,
+        feedback=feedback,
+        count_responses=settings.response_label == "engagement",
+    )
     if not (rows["action_channel"] != "none").any():
         raise NotReadyError(f"{NO_CONTACTS_MESSAGE} (no treated contact with a full {window}-day window)")
     rows = _subsample(rows, max_rows, seed)
@@ -318,6 +381,8 @@ def _response_task(
         treated_rows=int(treated.sum()),
         control_rows=int((~treated).sum()),
         decisions=int(frame["decision_id"].nunique()),
+        response_label=settings.response_label,
+        feedback_rows=0 if feedback is None else len(feedback),
         action_columns={"action_channel": list(catalog.channel_names), "action_content": list(catalog.content_names)},
         max_rows=max_rows,
         seed=seed,

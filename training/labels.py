@@ -65,6 +65,11 @@ RESPONSE_COLUMNS: tuple[str, ...] = (
     "value_observed",
 )
 
+# Decision-log feedback outcomes (journey.logbook.FEEDBACK_OUTCOMES) that stand for a response or a reached goal.
+FEEDBACK_RESPONSES: frozenset[str] = frozenset({"opened", "clicked"})
+FEEDBACK_GOALS: frozenset[str] = frozenset({"converted"})
+FEEDBACK_COLUMNS: tuple[str, ...] = ("decision_id", "ts", "outcome", "value")
+
 
 # --------------------------------------------------------------------------------------------------------------
 # Window counting
@@ -318,8 +323,13 @@ class _Outcomes:
     knowledge: np.ndarray
     responded: dict[str, np.ndarray]  # catalog content -> a response to that content
 
-    def goal(self, objective: str, response: np.ndarray) -> np.ndarray:
-        """Whether an `objective` goal was reached, given the response indicator that applies to the row."""
+    def goal(self, objective: str, response: np.ndarray, count_responses: bool = True) -> np.ndarray:
+        """Whether an `objective` goal was reached, given the response indicator that applies to the row.
+
+        `count_responses=False` counts the goal events alone (sign-up/referral, product view): a click is not a
+        sign-up, and counting it makes every click-prone contact look incremental (docs/policy-evaluation.md).
+        """
+        response = response if count_responses else np.zeros_like(response)
         if objective == Objective.CONVERSION:
             return self.purchases > 0
         if objective == Objective.CONNECTION:
@@ -374,29 +384,44 @@ def _response_rows(
     )
 
 
-def _treated_rows(contacts: pd.DataFrame, out: _Outcomes, catalog: Catalog) -> pd.DataFrame:
-    """Logged contacts: was the goal of the sent content reached in the window."""
+def _treated_rows(
+    contacts: pd.DataFrame, out: _Outcomes, catalog: Catalog, told: _Feedback, count_responses: bool
+) -> pd.DataFrame:
+    """Logged contacts: was the goal of the sent content reached in the window (events, else feedback)."""
     channel = contacts["channel"].astype(str).reset_index(drop=True)
     content = contacts["content"].astype(str).reset_index(drop=True)
-    response = np.zeros(len(contacts), dtype=bool)
+    response = told.responded.copy()
     for name, responded in out.responded.items():
         response |= (content == name).to_numpy() & responded
-    label = np.zeros(len(contacts), dtype=bool)
+    label = told.converted.copy()  # the client says the contact reached its goal
     objective = content.map({k: spec.objective.value for k, spec in catalog.contents.items()})
     for obj in Objective:
         rows = (objective == obj.value).to_numpy()
-        label |= rows & out.goal(obj.value, response)
-    value = np.where((objective == Objective.CONVERSION.value).to_numpy(), out.purchase_value, np.nan)
+        label |= rows & out.goal(obj.value, response, count_responses)
+    conversion = (objective == Objective.CONVERSION.value).to_numpy()
+    value = np.where(conversion, np.where(out.purchases > 0, out.purchase_value, told.value), np.nan)
     return _response_rows(contacts, channel, content, label, value)
 
 
-def _control_rows(contacts: pd.DataFrame, out: _Outcomes, catalog: Catalog) -> pd.DataFrame:
-    """Logged "none" decisions, once per content k: was k's goal reached anyway (same definition as treated)."""
+def _control_rows(
+    contacts: pd.DataFrame, out: _Outcomes, catalog: Catalog, told: _Feedback, count_responses: bool
+) -> pd.DataFrame:
+    """Logged "none" decisions, once per content k: was k's goal reached anyway (same definition as treated).
+
+    A `converted` feedback on a "none" decision is a purchase the client reported: it counts for the conversion
+    contents only (the only goal "converted" names without a content)."""
     parts: list[pd.DataFrame] = []
     none = pd.Series([NO_CONTACT] * len(contacts), dtype=object)
     for name, spec in catalog.contents.items():
-        label = out.goal(spec.objective.value, out.responded[name])
-        value = out.purchase_value if spec.objective == Objective.CONVERSION else np.full(len(contacts), np.nan)
+        conversion = spec.objective == Objective.CONVERSION
+        label = out.goal(spec.objective.value, out.responded[name], count_responses)
+        if conversion:
+            label = label | told.converted
+        value = (
+            np.where(out.purchases > 0, out.purchase_value, told.value)
+            if conversion
+            else np.full(len(contacts), np.nan)
+        )
         rows = _response_rows(contacts, none, pd.Series([name] * len(contacts), dtype=object), label, value)
         rows["_k"] = len(parts)
         parts.append(rows)
@@ -405,13 +430,74 @@ def _control_rows(contacts: pd.DataFrame, out: _Outcomes, catalog: Catalog) -> p
     return frame.sort_values(["_d", "_k"], kind="stable").drop(columns=["_d", "_k"])
 
 
-def response_dataset(contacts: pd.DataFrame, events: pd.DataFrame, catalog: Catalog, window_days: int) -> pd.DataFrame:
+@dataclass(frozen=True)
+class _Feedback:
+    """Per contact, what the decision log's feedback says happened in its window."""
+
+    responded: np.ndarray  # opened / clicked
+    converted: np.ndarray
+    value: np.ndarray  # value of the conversion feedback (0 when none)
+
+    def take(self, rows: np.ndarray) -> _Feedback:
+        return _Feedback(self.responded[rows], self.converted[rows], self.value[rows])
+
+
+def feedback_outcomes(
+    contacts: pd.DataFrame, feedback: pd.DataFrame | None, window_days: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(responded, converted, value) per contact row from `feedback` (`DecisionLog.feedback_frame()`):
+    outcomes logged for the contact's decision within [ts, ts + window]. Unknown decisions are ignored."""
+    n = len(contacts)
+    responded, converted, value = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, np.float64)
+    if feedback is None or feedback.empty or n == 0:
+        return responded, converted, value
+    _require(feedback, FEEDBACK_COLUMNS[:3], "feedback")
+    sent = pd.DataFrame(
+        {"decision_id": contacts["decision_id"].astype(str).to_numpy(), "_sent": _epoch_us(contacts["ts"]),
+         "_row": np.arange(n)}
+    )  # fmt: skip
+    told = pd.DataFrame(
+        {
+            "decision_id": feedback["decision_id"].astype(str).to_numpy(),
+            "_at": _epoch_us(feedback["ts"]),
+            "outcome": feedback["outcome"].astype(str).to_numpy(),
+            "value": pd.to_numeric(feedback["value"], errors="coerce").to_numpy(np.float64)
+            if "value" in feedback
+            else np.nan,
+        }
+    )
+    joined = sent.merge(told, on="decision_id", how="inner")
+    joined = joined.loc[(joined["_at"] >= joined["_sent"]) & (joined["_at"] <= joined["_sent"] + _days(window_days))]
+    for mask, target in (
+        (joined["outcome"].isin(list(FEEDBACK_RESPONSES | FEEDBACK_GOALS)), responded),
+        (joined["outcome"].isin(list(FEEDBACK_GOALS)), converted),
+    ):
+        target[joined.loc[mask, "_row"].to_numpy()] = True
+    goals = joined.loc[joined["outcome"].isin(list(FEEDBACK_GOALS))]
+    sums = goals.groupby("_row")["value"].sum(min_count=1).fillna(0.0)
+    value[sums.index.to_numpy()] = sums.to_numpy()
+    return responded, converted, value
+
+
+def response_dataset(
+    contacts: pd.DataFrame,
+    events: pd.DataFrame,
+    catalog: Catalog,
+    window_days: int,
+    feedback: pd.DataFrame | None = None,
+    count_responses: bool = True,
+) -> pd.DataFrame:
     """S-learner rows: logged contacts (treated) and logged "none" decisions expanded per content (control).
 
     Labels count goal events in (ts, ts+window]: the contact itself is at ts, so an event logged at the same
     instant belongs to the past. Contacts whose channel or content is not in the catalog are dropped (their
     goal is undefined and the model could not encode them). Rows are sorted by time, then decision, then
     content in catalog order. Callers must drop contacts whose window runs past the end of the data.
+
+    `feedback` (the decision log's `feedback_frame()`) fills in what the events do not show: a `converted`
+    outcome in the window makes a treated row positive (its value is the purchase value when no purchase event
+    says otherwise), `opened`/`clicked` count as a response to the content. `count_responses=False` labels
+    connection and consideration contents by their goal events alone (no clicks).
     """
     _require(contacts, ("decision_id", "customer_id", "ts", "channel", "content"), "contacts")
     channel = contacts["channel"].astype(str)
@@ -421,11 +507,12 @@ def response_dataset(contacts: pd.DataFrame, events: pd.DataFrame, catalog: Cata
         return _empty_response_frame()
     ev, anchors = _timeline(events, rows["customer_id"], rows["ts"])
     out = _outcomes(ev, anchors, catalog, _days(window_days))
+    told = _Feedback(*feedback_outcomes(rows, feedback, window_days))
     control = (rows["channel"].astype(str) == NO_CONTACT).to_numpy()
     frame = pd.concat(
         [
-            _treated_rows(rows.loc[~control], out.take(~control), catalog),
-            _control_rows(rows.loc[control], out.take(control), catalog),
+            _treated_rows(rows.loc[~control], out.take(~control), catalog, told.take(~control), count_responses),
+            _control_rows(rows.loc[control], out.take(control), catalog, told.take(control), count_responses),
         ],
         ignore_index=True,
     )
