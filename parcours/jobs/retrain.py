@@ -155,6 +155,23 @@ def merge_decision_log(data: D, settings: Settings) -> tuple[D, int]:
     return cast(D, replace(cast(Any, data), contacts=contacts.reset_index(drop=True))), len(new)
 
 
+def with_logged_feedback(data: Any, settings: Settings) -> Any:
+    """Attach the outcomes serving logged (`POST /v1/feedback`), so the response model learns from them."""
+    from journey.logbook import DecisionLog
+    from training.datasets import with_decision_log
+
+    if not settings.decision_log_path.exists():
+        return data
+    decision_log = DecisionLog(settings.decision_log_path)
+    try:
+        feedback = decision_log.feedback_frame()
+    finally:
+        decision_log.close()
+    if feedback.empty:
+        return data
+    return with_decision_log(data, data.contacts.iloc[0:0], feedback)
+
+
 def data_fingerprint(data: Tables, settings: Settings, tasks: tuple[str, ...]) -> str:
     """What a retrain depends on: the three tables' content, the label horizons and the tasks."""
     digest = hashlib.sha256()
@@ -270,7 +287,8 @@ def _run_steps(
     pipelines.apply_features(settings)
     pipelines.materialize(settings)
     log.info("retrain: training %s", ", ".join(options.tasks))
-    results = train(data, settings, catalog, options.tasks, options.max_rows, options.data_dir)
+    training_data = with_logged_feedback(data, settings) if options.use_decision_log else data
+    results = train(training_data, settings, catalog, options.tasks, options.max_rows, options.data_dir)
     failed = {t: r for t, r in results.items() if getattr(r, "status", "failed") == "failed"}
     report.tasks = {t: _task_entry(r, None) for t, r in results.items()}
     if failed:

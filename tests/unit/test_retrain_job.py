@@ -90,3 +90,46 @@ def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
         pass
     with retrain_lock(settings):  # released on exit
         pass
+
+
+def test_logged_feedback_reaches_the_training_data(tmp_path: Path) -> None:
+    """Outcomes posted to /v1/feedback are attached to what retraining trains the response model on."""
+    import pandas as pd
+
+    from journey.logbook import DecisionLog, DecisionRecord
+    from journey.settings import Settings
+    from parcours.jobs.retrain import with_logged_feedback
+    from training.datasets import LoggedJourneyData
+
+    settings = Settings(home=tmp_path)
+    now = pd.Timestamp("2026-03-02 10:00", tz="UTC")
+    log = DecisionLog(settings.decision_log_path)
+    log.append_decisions(
+        [
+            DecisionRecord(
+                "d1",
+                "c1",
+                now,
+                "email",
+                "cart_reminder",
+                "conversion",
+                0.9,
+                "nba",
+                False,
+                "purchase",
+                False,
+                {},
+                {},
+                {},
+            )
+        ]
+    )
+    log.append_feedback("d1", "converted", now + pd.Timedelta(days=1), 42.0)
+    log.close()
+    contacts = pd.DataFrame(
+        {"decision_id": ["d1"], "customer_id": ["c1"], "ts": [now], "channel": ["email"], "content": ["cart_reminder"]}
+    )
+    data = LoggedJourneyData(pd.DataFrame({"customer_id": ["c1"]}), pd.DataFrame(), contacts)
+    enriched = with_logged_feedback(data, settings)
+    assert enriched.feedback is not None and list(enriched.feedback["outcome"]) == ["converted"]
+    assert list(enriched.contacts["decision_id"]) == ["d1"]
