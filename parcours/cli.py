@@ -292,7 +292,8 @@ def demo(
         example = str(dataset.customers["customer_id"].iloc[0])
         if no_serve:
             return
-        console.print(
+        # Plain stdout, one line: rich would wrap the command and break copy-paste.
+        typer.echo(
             "\nTry it:\n"
             f"  curl -s -X POST http://{host}:{port}/v1/next-best-action "
             f"-H 'Content-Type: application/json' -d '{{\"customer_id\": \"{example}\"}}'\n"
