@@ -12,8 +12,6 @@ export does.
 from __future__ import annotations
 
 import math
-import sqlite3
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from journey.contract import empty_frame, validate
+from journey.durable import DurableSqlite
+from journey.durable import iso_utc as _iso
 from journey.settings import Settings
 from journey.vocabulary import CONSENT_COLUMNS, CONSENT_FIELDS, EventType
 
@@ -49,26 +49,11 @@ def event_log_path(settings: Settings) -> Path:
     return settings.event_log_path or settings.logs_dir / "events.db"
 
 
-def _iso(ts: pd.Timestamp) -> str:
-    """UTC ISO-8601 with microseconds, so lexical order is time order."""
-    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class EventLog:
+class EventLog(DurableSqlite):
     """Thread-safe appender/reader over one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, _SCHEMA)
 
     def append(self, events: pd.DataFrame, received_at: pd.Timestamp | None = None) -> int:
         """Append normalised events (the contract's `events` columns) in one transaction: all or none."""
@@ -77,18 +62,12 @@ class EventLog:
             (str(c), _iso(t), str(e), str(ch), _text(x), _number(v), received)
             for c, t, e, ch, x, v in zip(*(events[col] for col in EVENT_COLUMNS), strict=True)
         ]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    "INSERT INTO events (customer_id, ts, event_type, channel, content, value, received_at) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    rows,
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO events (customer_id, ts, event_type, channel, content, value, received_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                rows,
+            )
         return len(rows)
 
     def events_for(self, customer_ids: Sequence[str]) -> pd.DataFrame:

@@ -8,8 +8,6 @@ computed) and retraining (decisions in the `contacts` contract format, with thei
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from journey.durable import DurableSqlite
+from journey.durable import iso_utc as _iso
 from journey.errors import ParcoursError
 
 FEEDBACK_OUTCOMES: tuple[str, ...] = ("delivered", "opened", "clicked", "converted", "ignored", "unsubscribed")
@@ -73,26 +73,11 @@ class DecisionRecord:
     features: Mapping[str, Any]
 
 
-def _iso(ts: pd.Timestamp) -> str:
-    """UTC ISO-8601 with microseconds, so lexical order is time order."""
-    return pd.Timestamp(ts).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-class DecisionLog:
+class DecisionLog(DurableSqlite):
     """Thread-safe appender/reader over one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._lock = threading.Lock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        super().__init__(path, _SCHEMA)
 
     def append_decisions(self, records: Iterable[DecisionRecord]) -> int:
         """Append in one transaction; returns how many were written (all or none)."""
@@ -115,14 +100,8 @@ class DecisionLog:
             )
             for r in records
         ]
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.executemany("INSERT INTO decisions VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         return len(rows)
 
     def append_feedback(
@@ -130,22 +109,14 @@ class DecisionLog:
     ) -> int:
         """Record an outcome for a logged decision; returns the feedback id."""
         received = _iso(pd.Timestamp.now(tz="UTC"))
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                known = self._conn.execute(
-                    "SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,)
-                ).fetchone()
-                if not known:
-                    raise UnknownDecisionError(f"decision_id: '{decision_id}' was never logged")
-                cursor = self._conn.execute(
-                    "INSERT INTO feedback (decision_id, ts, outcome, value, received_at) VALUES (?,?,?,?,?)",
-                    (decision_id, _iso(ts), outcome, value, received),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            known = conn.execute("SELECT 1 FROM decisions WHERE decision_id = ?", (decision_id,)).fetchone()
+            if not known:
+                raise UnknownDecisionError(f"decision_id: '{decision_id}' was never logged")
+            cursor = conn.execute(
+                "INSERT INTO feedback (decision_id, ts, outcome, value, received_at) VALUES (?,?,?,?,?)",
+                (decision_id, _iso(ts), outcome, value, received),
+            )
         return int(cursor.lastrowid or 0)
 
     def recent_contacts(self, customer_id: str, since: pd.Timestamp) -> list[tuple[pd.Timestamp, str]]:
