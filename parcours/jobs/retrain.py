@@ -22,7 +22,7 @@ import os
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, cast
@@ -130,46 +130,26 @@ def retrain_lock(settings: Settings) -> Iterator[Path]:
 
 # ------------------------------------------------------------------------------------------------------- data
 def merge_decision_log(data: D, settings: Settings) -> tuple[D, int]:
-    """The validated data with the decisions serving logged since (contacts format), without duplicates."""
+    """The validated data plus what serving logged, read once: its decisions as contacts (each once, known
+    customers only) and its feedback, which the response labels read. Returns (data, contacts added)."""
     from journey.logbook import DecisionLog
+    from training.datasets import with_decision_log
 
     path = settings.decision_log_path
     if not path.exists():
         return data, 0
     decision_log = DecisionLog(path)
     try:
-        logged = decision_log.contacts_frame()
+        logged, feedback = decision_log.contacts_frame(), decision_log.feedback_frame()
     finally:
         decision_log.close()
     known_customers = set(data.customers["customer_id"].astype(str))
     logged = logged[logged["customer_id"].astype(str).isin(known_customers)]
-    new = logged[~logged["decision_id"].isin(set(data.contacts["decision_id"]))]
-    if new.empty:
+    merged = with_decision_log(data, logged, feedback if len(feedback) else None)
+    added = len(merged.contacts) - len(data.contacts)
+    if added == 0 and merged.feedback is None:
         return data, 0
-    if len(data.contacts.columns):
-        new = new.reindex(columns=data.contacts.columns)
-        new["ts"] = new["ts"].astype(data.contacts["ts"].dtype)
-    new = new.assign(propensity=new["propensity"].astype("float64"))
-    frames = [f for f in (data.contacts, new) if len(f)]
-    contacts = pd.concat(frames, ignore_index=True).sort_values("ts", kind="stable")
-    return cast(D, replace(cast(Any, data), contacts=contacts.reset_index(drop=True))), len(new)
-
-
-def with_logged_feedback(data: Any, settings: Settings) -> Any:
-    """Attach the outcomes serving logged (`POST /v1/feedback`), so the response model learns from them."""
-    from journey.logbook import DecisionLog
-    from training.datasets import with_decision_log
-
-    if not settings.decision_log_path.exists():
-        return data
-    decision_log = DecisionLog(settings.decision_log_path)
-    try:
-        feedback = decision_log.feedback_frame()
-    finally:
-        decision_log.close()
-    if feedback.empty:
-        return data
-    return with_decision_log(data, data.contacts.iloc[0:0], feedback)
+    return cast(D, merged), added
 
 
 def data_fingerprint(data: Tables, settings: Settings, tasks: tuple[str, ...]) -> str:
@@ -287,8 +267,7 @@ def _run_steps(
     pipelines.apply_features(settings)
     pipelines.materialize(settings)
     log.info("retrain: training %s", ", ".join(options.tasks))
-    training_data = with_logged_feedback(data, settings) if options.use_decision_log else data
-    results = train(training_data, settings, catalog, options.tasks, options.max_rows, options.data_dir)
+    results = train(data, settings, catalog, options.tasks, options.max_rows, options.data_dir)
     failed = {t: r for t, r in results.items() if getattr(r, "status", "failed") == "failed"}
     report.tasks = {t: _task_entry(r, None) for t, r in results.items()}
     if failed:

@@ -98,7 +98,6 @@ def test_logged_feedback_reaches_the_training_data(tmp_path: Path) -> None:
 
     from journey.logbook import DecisionLog, DecisionRecord
     from journey.settings import Settings
-    from parcours.jobs.retrain import with_logged_feedback
     from training.datasets import LoggedJourneyData
 
     settings = Settings(home=tmp_path)
@@ -130,6 +129,6 @@ def test_logged_feedback_reaches_the_training_data(tmp_path: Path) -> None:
         {"decision_id": ["d1"], "customer_id": ["c1"], "ts": [now], "channel": ["email"], "content": ["cart_reminder"]}
     )
     data = LoggedJourneyData(pd.DataFrame({"customer_id": ["c1"]}), pd.DataFrame(), contacts)
-    enriched = with_logged_feedback(data, settings)
+    enriched, _ = merge_decision_log(data, settings)
     assert enriched.feedback is not None and list(enriched.feedback["outcome"]) == ["converted"]
     assert list(enriched.contacts["decision_id"]) == ["d1"]
