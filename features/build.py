@@ -53,6 +53,14 @@ def snapshot_times(start: pd.Timestamp, end: pd.Timestamp, every_days: int) -> l
     return list(pd.date_range(_utc(start).ceil("D"), _utc(end), freq=f"{every_days}D"))
 
 
+def snapshot_plan(first_event: pd.Timestamp, end: pd.Timestamp, every_days: int) -> list[pd.Timestamp]:
+    """The offline snapshots of a dataset: every `every_days` from the first event's day, plus one at `end`
+    (the freshest, what serving reads). Every builder uses this one grid, so training cutoffs and serving agree."""
+    end = _utc(end)
+    grid = snapshot_times(_utc(first_event).floor("D"), end, every_days)
+    return sorted({*(t for t in grid if t < end), end})
+
+
 def build_features(
     customers: pd.DataFrame,
     events: pd.DataFrame,

@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.build import build_features, snapshot_times
+from features.build import build_features, snapshot_plan
 from features.definitions import FEATURE_NAMES
 from journey.catalog import load_catalog
 from journey.contract import validate
@@ -181,8 +181,7 @@ def snapshot_grid(
 ) -> list[pd.Timestamp]:
     """The grid `parcours.pipelines.build_features` uses: every `every_days` plus one at the end of the data."""
     end = as_of or (pd.Timestamp(last_ts).floor("D") + pd.Timedelta(days=1)).tz_convert("UTC")
-    start = pd.Timestamp(first_event).floor("D")
-    return sorted({*(t for t in snapshot_times(start, end, every_days) if t < end), end})
+    return snapshot_plan(first_event, end, every_days)
 
 
 def build_bucket(

@@ -9,10 +9,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from features.definitions import CONSENT_CHANNELS, CONTACT_CHANNELS, RESPONSE_CHANNELS
-from journey.policies import ContactState
+from journey.policies import ContactState, ContactStates
 
 EPOCH = pd.Timestamp("1970-01-01", tz="UTC")
 
@@ -48,6 +49,41 @@ def contact_state(
         if state.hours_since_last_contact is None or hours < state.hours_since_last_contact:
             state.hours_since_last_contact = hours
     return state
+
+
+def contact_states(features: pd.DataFrame, now: pd.Timestamp) -> ContactStates:
+    """`contact_state` for every row at once (no decisions logged since the snapshot).
+
+    Consent: the point-in-time consent feature >= 0.5 (NaN = no consent); sent today / this week: the 1- and
+    7-day contact counts; ignored: 30-day contacts × (1 − 90-day response rate), rounded half to even like
+    `round`; opt-out: any unsubscribe in the last 30 days; hours since the last contact from its epoch day.
+    """
+    n = len(features)
+
+    def column(name: str) -> np.ndarray:
+        if name not in features.columns:
+            return np.full(n, np.nan)
+        return pd.to_numeric(features[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+    def count(name: str) -> np.ndarray:
+        values = column(name)
+        return np.where(np.isnan(values), 0, np.trunc(np.nan_to_num(values))).astype(np.int64)
+
+    ignored = {}
+    for channel in RESPONSE_CHANNELS:
+        rate = np.clip(np.nan_to_num(column(f"response_rate_{channel}_90d"), nan=0.0), 0.0, 1.0)
+        ignored[channel] = np.round(count(f"contacts_{channel}_30d") * (1.0 - rate)).astype(np.int64)
+    epoch_days = column("last_contact_epoch_days")
+    now_hours = (now - EPOCH).total_seconds() / 3600
+    return ContactStates(
+        n=n,
+        consents={name: np.nan_to_num(column(name), nan=0.0) >= 0.5 for name in CONSENT_CHANNELS},
+        sent_day={ch: count(f"contacts_{ch}_1d") for ch in CONTACT_CHANNELS},
+        sent_week={ch: count(f"contacts_{ch}_7d") for ch in CONTACT_CHANNELS},
+        hours_since_last_contact=np.where(np.isnan(epoch_days), np.nan, np.maximum(now_hours - epoch_days * 24, 0.0)),
+        days_since_opt_out=np.where(count("unsubscribes_30d") > 0, 0.0, np.nan),
+        ignored_recent=ignored,
+    )
 
 
 def _ignored(features: Mapping[str, float]) -> dict[str, int]:

@@ -17,15 +17,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.definitions import CONSENT_CHANNELS, CONTACT_CHANNELS, RESPONSE_CHANNELS
 from features.feast_repo.data_sources import TIMESTAMP_FIELD
 from features.feast_repo.entities import JOIN_KEY
-from features.policy_state import EPOCH
+from features.policy_state import contact_states
 from features.request import add_request_features
 from journey.catalog import Catalog, load_catalog
 from journey.decision import BatchDecisions, BatchScores, DecisionEngine
 from journey.errors import DataContractError, NotReadyError
-from journey.policies import ContactStates, load_policies
+from journey.policies import load_policies
 from journey.scoring import ModelSet
 from journey.settings import Settings
 
@@ -126,41 +125,6 @@ def score_chunk(engine: DecisionEngine, ids: np.ndarray, chunk: pd.DataFrame, no
     """Request features at `now`, contact state from the snapshot, then the engine's scores for one batch."""
     frame = add_request_features(chunk.reset_index(drop=True), now)
     return engine.score_batch(ids, frame, contact_states(frame, now), now)
-
-
-def contact_states(features: pd.DataFrame, now: pd.Timestamp) -> ContactStates:
-    """`features.policy_state.contact_state` for every row at once (no decisions logged since the snapshot).
-
-    Consent: the point-in-time consent feature >= 0.5 (NaN = no consent); sent today / this week: the 1- and
-    7-day contact counts; ignored: 30-day contacts × (1 − 90-day response rate), rounded half to even like
-    `round`; opt-out: any unsubscribe in the last 30 days; hours since the last contact from its epoch day.
-    """
-    n = len(features)
-
-    def column(name: str) -> np.ndarray:
-        if name not in features.columns:
-            return np.full(n, np.nan)
-        return pd.to_numeric(features[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def count(name: str) -> np.ndarray:
-        values = column(name)
-        return np.where(np.isnan(values), 0, np.trunc(np.nan_to_num(values))).astype(np.int64)
-
-    ignored = {}
-    for channel in RESPONSE_CHANNELS:
-        rate = np.clip(np.nan_to_num(column(f"response_rate_{channel}_90d"), nan=0.0), 0.0, 1.0)
-        ignored[channel] = np.round(count(f"contacts_{channel}_30d") * (1.0 - rate)).astype(np.int64)
-    epoch_days = column("last_contact_epoch_days")
-    now_hours = (now - EPOCH).total_seconds() / 3600
-    return ContactStates(
-        n=n,
-        consents={name: np.nan_to_num(column(name), nan=0.0) >= 0.5 for name in CONSENT_CHANNELS},
-        sent_day={ch: count(f"contacts_{ch}_1d") for ch in CONTACT_CHANNELS},
-        sent_week={ch: count(f"contacts_{ch}_7d") for ch in CONTACT_CHANNELS},
-        hours_since_last_contact=np.where(np.isnan(epoch_days), np.nan, np.maximum(now_hours - epoch_days * 24, 0.0)),
-        days_since_opt_out=np.where(count("unsubscribes_30d") > 0, 0.0, np.nan),
-        ignored_recent=ignored,
-    )
 
 
 def latest_snapshot(settings: Settings) -> tuple[pd.DataFrame, pd.Timestamp]:

@@ -605,3 +605,13 @@ def test_catalog_lists_every_feature_and_is_up_to_date() -> None:
     for family in FAMILIES:
         assert f"## {family}" in text
     assert DEFAULT_PATH.read_text() == text, "run `python -m features.catalog_doc`"
+
+
+def test_snapshot_plan_is_the_grid_plus_the_end() -> None:
+    from features.build import snapshot_plan
+
+    plan = snapshot_plan(pd.Timestamp("2026-01-01 13:00", tz="UTC"), pd.Timestamp("2026-01-20", tz="UTC"), 7)
+    days = [str(t.date()) for t in plan]
+    assert days == ["2026-01-01", "2026-01-08", "2026-01-15", "2026-01-20"]  # from the first day; end added
+    on_grid = snapshot_plan(pd.Timestamp("2026-01-02", tz="UTC"), pd.Timestamp("2026-01-16", tz="UTC"), 7)
+    assert [str(t.date()) for t in on_grid] == ["2026-01-02", "2026-01-09", "2026-01-16"]
