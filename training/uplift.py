@@ -87,6 +87,30 @@ class _Outcomes:
         return np.full(len(X), self.constants.get(a, np.nan))
 
 
+def fit_outcomes(X: np.ndarray, arm: np.ndarray, y: np.ndarray, arms: Sequence[int], seed: int) -> _Outcomes:
+    """mu_a(x) per arm on the rows given (a constant where an arm has too few rows or a single label)."""
+    return _Outcomes.fit(X, arm, y, arms, seed)
+
+
+def cross_fit_outcomes(
+    X: np.ndarray, arm: np.ndarray, y: np.ndarray, arms: Sequence[int], fold: np.ndarray, seed: int
+) -> np.ndarray:
+    """(n, len(arms)) out-of-fold mu_a(x): each row predicted by outcome models fitted without its fold, so a
+    row's own outcome never enters the model that corrects it (honest cross-fitting)."""
+    mu = np.full((len(y), len(arms)), np.nan)
+    for f in np.unique(fold):
+        held = fold == f
+        nuisance = _Outcomes.fit(X[~held], arm[~held], y[~held], arms, seed + 101 * (int(f) + 1))
+        for j, a in enumerate(arms):
+            mu[held, j] = nuisance.predict(X[held], a)
+    return mu
+
+
+def check_inputs(X: np.ndarray, arm: np.ndarray, y: np.ndarray, pscore: np.ndarray | None) -> None:
+    """One entry per row everywhere, and propensities in (0, 1] (naming the first bad row)."""
+    _check(X, arm, y, pscore)
+
+
 def _check(X: np.ndarray, arm: np.ndarray, y: np.ndarray, pscore: np.ndarray | None) -> None:
     n = len(X)
     if len(arm) != n or len(y) != n or (pscore is not None and len(pscore) != n):
@@ -154,12 +178,7 @@ class DRLearner(TLearner):
         y = y.astype(np.float64)
         everyone = [control, *self.arms]
         fold = np.random.default_rng(self.seed).integers(0, self.folds, len(y))
-        mu = np.full((len(y), len(everyone)), np.nan)
-        for f in range(self.folds):
-            held = fold == f
-            nuisance = _Outcomes.fit(X[~held], arm[~held], y[~held], everyone, self.seed + 101 * (f + 1))
-            for j, a in enumerate(everyone):
-                mu[held, j] = nuisance.predict(X[held], a)
+        mu = cross_fit_outcomes(X, arm, y, everyone, fold, self.seed)
         self.outcomes = _Outcomes.fit(X, arm, y, everyone, self.seed)  # for baseline() only
         self.effects = []
         for j, a in enumerate(self.arms, start=1):

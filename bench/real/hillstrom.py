@@ -6,12 +6,15 @@
 Per seed the customers are halved at random. On the training half, parcours's own pipeline runs: the data are
 converted into the data contract (customers, events, contacts with propensity 1/3), `features.build` computes
 the point-in-time features at the campaign, `training.labels.response_dataset` labels each decision (outcome =
-a visit within 14 days), and the response model is trained — the registered S-learner
-(`training.pipeline.train_task`, through MLflow) and the DR-learner of `training.uplift` (cross-fitted) behind
-the same model interface. On the other half the DecisionEngine decides with catalog cost c per e-mail (in
-visits): the e-mail with the largest uplift − c, or none. Each policy's visits per customer are estimated by
-IPS with the known propensity 1/3; net = visits − c × share e-mailed. Constant policies and a plain LightGBM
-S-learner on the raw columns are measured on the same halves. See docs/policy-evaluation.md.
+a visit within 14 days), and the response models are trained: the registered S-learner
+(`training.pipeline.train_task`, through MLflow), the DR-learner of `training.uplift`, and — `parcours` — the
+policy learner of `training.policy_learning` (cross-fitted DR scores; the best constant e-mail policy, or a
+depth ≤ 2 policy tree that deviates from it only where the lower confidence bound of the DR gain is positive,
+chosen per price by cross-fitted DR value on the training half). Each sits behind the response model's
+interface; on the other half the DecisionEngine decides with catalog cost c per e-mail (in visits): the e-mail
+with the largest uplift − c, or none. Each policy's visits per customer are estimated by IPS with the known
+propensity 1/3; net = visits − c × share e-mailed. Constant policies and a plain LightGBM S-learner on the raw
+columns are measured on the same halves, with paired differences. See docs/policy-evaluation.md.
 """
 
 from __future__ import annotations
@@ -192,17 +195,48 @@ def dr_learner_model(train: pd.DataFrame, names: list[str], catalog: Any, seed: 
     learner = DRLearner(seed=seed).fit(
         X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
     )
-    channels = template.action_codes("action_channel")
-    contents = template.action_codes("action_content")
-    arm_of = {(channels["email"], contents["mens_email"]): 1, (channels["email"], contents["womens_email"]): 2}
     return LoadedModel(
         task="response",
         name="hillstrom-dr-learner",
         version="local",
-        predictor=ArmPredictor(learner, arm_of),
+        predictor=ArmPredictor(learner, _arm_of(template)),
         feature_names=template.feature_names,
         metadata=dict(template.metadata),
     )
+
+
+def fit_policy_learner(train: pd.DataFrame, features: list[str], seed: int) -> Any:
+    """The policy learner's cross-fitted nuisances on the training half (tuned per price by `policy_model`)."""
+    from training.policy_learning import PolicyLearner
+
+    X = train[features].to_numpy(dtype=np.float64)
+    arm = train["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
+    return PolicyLearner(seed=seed).fit(
+        X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
+    )
+
+
+def policy_model(learner: Any, cost: float, template: Any) -> tuple[Any, dict[str, Any]]:
+    """The policy tuned at this price behind the registered model's interface, and what it chose."""
+    from journey.scoring import LoadedModel
+    from training.uplift import ArmPredictor
+
+    tuned = learner.tune(cost)
+    model = LoadedModel(
+        task="response",
+        name="hillstrom-policy-learner",
+        version="local",
+        predictor=ArmPredictor(tuned, _arm_of(template)),
+        feature_names=template.feature_names,
+        metadata=dict(template.metadata),
+    )
+    return model, tuned.choice.model_dump()
+
+
+def _arm_of(template: Any) -> dict[tuple[int, int], int]:
+    channels = template.action_codes("action_channel")
+    contents = template.action_codes("action_content")
+    return {(channels["email"], contents["mens_email"]): 1, (channels["email"], contents["womens_email"]): 2}
 
 
 def plain_s_learner(train: pd.DataFrame, test: pd.DataFrame, raw: pd.DataFrame, seed: int) -> np.ndarray:
@@ -290,13 +324,17 @@ def run_seed(
     with tempfile.TemporaryDirectory(prefix="hillstrom-") as home:
         s_model = train_parcours_s_learner(train, names, catalog, Path(home), seed)
     dr_model = dr_learner_model(train, names, catalog, seed, s_model)
+    learner = fit_policy_learner(train, list(s_model.feature_names), seed)
     plain = plain_s_learner(train, test, raw, seed)
     logged, reward = test["arm"].to_numpy(dtype=object), test["label"].to_numpy(float)
     per_cost: dict[str, Any] = {}
+    choices: dict[str, Any] = {}
     decisions = []
     for cost in costs:
+        model, choices[f"{cost:g}"] = policy_model(learner, cost, s_model)
         policies = {
-            "parcours": engine_arms(dr_model, test, catalog, cost),
+            "parcours": engine_arms(model, test, catalog, cost),
+            "parcours_dr_learner": engine_arms(dr_model, test, catalog, cost),
             "parcours_s_learner": engine_arms(s_model, test, catalog, cost),
             "s_learner_lgbm": uplift_arms(plain, cost),
             "no_email": np.full(len(test), ARMS[0], dtype=object),
@@ -307,36 +345,52 @@ def run_seed(
         decisions.append(pd.DataFrame({"row": test["row"], "cost": cost, "arm": policies["parcours"]}))
     train_rows = pd.DataFrame({"row": train["row"], "cost": np.nan, "arm": None})
     frame = pd.concat([*decisions, train_rows], ignore_index=True).sort_values(["row", "cost"], ignore_index=True)
-    return {"seed": seed, "n_train": len(train), "n_eval": len(test), "costs": per_cost}, frame
+    result = {"seed": seed, "n_train": len(train), "n_eval": len(test), "costs": per_cost, "policy_choice": choices}
+    return result, frame
+
+
+BASELINES: tuple[str, ...] = ("s_learner_lgbm", "no_email", "all_mens", "all_womens")
+
+
+def _spread(values: np.ndarray) -> dict[str, float]:
+    return {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
 
 
 def summarise(per_seed: list[dict[str, Any]], costs: Sequence[float]) -> dict[str, Any]:
+    """Per cost: each policy's net mean ± sd over seeds, and parcours − each baseline paired on the same halves
+    (mean, sd, and how many seeds parcours wins, ties, loses)."""
     out: dict[str, Any] = {}
     for cost in costs:
         key = f"{cost:g}"
         names = list(per_seed[0]["costs"][key])
+        net = {n: np.array([s["costs"][key][n]["net"] for s in per_seed]) for n in names}
         stats = {}
         for name in names:
-            net = np.array([s["costs"][key][name]["net"] for s in per_seed])
             visits = np.array([s["costs"][key][name]["visits"] for s in per_seed])
             shares = np.array([s["costs"][key][name]["emailed_share"] for s in per_seed])
+            spread = _spread(net[name])
             stats[name] = {
-                "net_mean": float(net.mean()),
-                "net_std": float(net.std(ddof=1)) if len(net) > 1 else 0.0,
+                "net_mean": spread["mean"],
+                "net_std": spread["std"],
                 "visits_mean": float(visits.mean()),
                 "emailed_share_mean": float(shares.mean()),
             }
-        others = [n for n in names if n not in {"parcours", "parcours_s_learner"}]
-        best_other = max(others, key=lambda n: stats[n]["net_mean"])
-        wins = [
-            float(np.mean([s["costs"][key]["parcours"]["net"] > s["costs"][key][n]["net"] for s in per_seed]))
-            for n in others
-        ]
+        paired = {}
+        for name in BASELINES:
+            diff = net["parcours"] - net[name]
+            paired[name] = {
+                **{f"diff_{k}": v for k, v in _spread(diff).items()},
+                "wins": int((diff > 1e-12).sum()),
+                "ties": int((np.abs(diff) <= 1e-12).sum()),
+                "losses": int((diff < -1e-12).sum()),
+            }
+        best_other = max(BASELINES, key=lambda n: stats[n]["net_mean"])
         out[key] = {
             "policies": stats,
             "best_baseline": best_other,
-            "parcours_beats_all_baselines": all(stats["parcours"]["net_mean"] > stats[n]["net_mean"] for n in others),
-            "share_of_seeds_parcours_beats": dict(zip(others, wins, strict=True)),
+            "parcours_beats_all_baselines": all(paired[n]["diff_mean"] > 1e-12 for n in BASELINES),
+            "parcours_minus_baseline": paired,
+            "policy_choice": [s["policy_choice"][key]["candidate"] for s in per_seed],
         }
     return out
 
@@ -362,8 +416,9 @@ def run(
         per_seed.append(result)
         first = decisions if first is None else first
         print(f"seed {seed}: " + "; ".join(
-            f"c={c}: parcours {v['parcours']['net']:.4f} s-learner {v['s_learner_lgbm']['net']:.4f} "
-            f"mens {v['all_mens']['net']:.4f}" for c, v in result["costs"].items()), flush=True)  # fmt: skip
+            f"c={c}: parcours {v['parcours']['net']:.4f} ({result['policy_choice'][c]['candidate']}) "
+            f"s-learner {v['s_learner_lgbm']['net']:.4f} mens {v['all_mens']['net']:.4f} "
+            f"none {v['no_email']['net']:.4f}" for c, v in result["costs"].items()), flush=True)  # fmt: skip
     payload = {
         "benchmark": "hillstrom",
         "outcome": "visit within 2 weeks",
@@ -404,11 +459,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"hillstrom: skipped — {payload['skipped']}", file=sys.stderr)
         return 0
     for cost, entry in payload["summary"].items():
-        p = entry["policies"]
+        p, best = entry["policies"], entry["best_baseline"]
+        d = entry["parcours_minus_baseline"][best]
         print(
             f"cost {cost}: parcours {p['parcours']['net_mean']:.4f} ± {p['parcours']['net_std']:.4f}; "
-            f"best baseline {entry['best_baseline']} {p[entry['best_baseline']]['net_mean']:.4f}; "
-            f"beats all: {entry['parcours_beats_all_baselines']}"
+            f"best baseline {best} {p[best]['net_mean']:.4f}; paired diff {d['diff_mean']:+.4f} ± {d['diff_std']:.4f} "
+            f"(W/T/L {d['wins']}/{d['ties']}/{d['losses']}); beats all: {entry['parcours_beats_all_baselines']}"
         )
     return 0
 

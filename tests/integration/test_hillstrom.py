@@ -26,13 +26,22 @@ def test_one_seed_one_cost(tmp_path: Path) -> None:
     assert code == 0
     result = json.loads(out.read_text())
     policies = result["per_seed"][0]["costs"]["0.06"]
-    assert set(policies) == {"parcours", "parcours_s_learner", "s_learner_lgbm", "no_email", "all_mens", "all_womens"}
+    assert set(policies) == {
+        "parcours", "parcours_dr_learner", "parcours_s_learner", "s_learner_lgbm", "no_email", "all_mens", "all_womens"
+    }  # fmt: skip
     mens = policies["all_mens"]
     assert mens["emailed_share"] == 1.0 and mens["net"] == pytest.approx(mens["visits"] - 0.06)
     assert policies["no_email"]["emailed_share"] == 0.0
     assert 0.05 < policies["no_email"]["visits"] < 0.2  # ~0.106 on the full data
     summary = result["summary"]["0.06"]
     assert "parcours_beats_all_baselines" in summary and "net_std" in summary["policies"]["parcours"]
+    paired = summary["parcours_minus_baseline"]["all_mens"]
+    assert paired["diff_mean"] == pytest.approx(policies["parcours"]["net"] - mens["net"])
+    assert paired["wins"] + paired["ties"] + paired["losses"] == 1
+    # the policy learner's choice is recorded, and never worse than the best constant on its own training half
+    choice = result["per_seed"][0]["policy_choice"]["0.06"]
+    assert choice["candidate"] in {"constant", "tree-1", "tree-2"} and summary["policy_choice"] == [choice["candidate"]]
+    assert choice["value"] >= choice["constant_value"] or choice["candidate"] == "constant"
 
     frame = pd.read_csv(decisions)
     assert list(frame.columns) == ["row", "cost", "arm"]
