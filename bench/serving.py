@@ -75,7 +75,7 @@ def run(home: Path, args: argparse.Namespace) -> dict[str, Any]:
         "workers": args.workers,
     }
     feast_port, api_port = _free_port(), _free_port()
-    with _feast_server(home, feast_port), _parcours_server(home, api_port, args.workers):
+    with _feast_server(home, feast_port), _parcours_server(home, api_port, args.workers) as api:
         feast = _sequential(feast_port, "/get-online-features", [_feast_body(c) for c in sample])
         decisions = _sequential(api_port, "/v1/next-best-action", [{"customer_id": c} for c in sample])
         results.update(
@@ -87,7 +87,11 @@ def run(home: Path, args: argparse.Namespace) -> dict[str, Any]:
             feast_serve_errors=feast["errors"],
             decision_p99_over_feast_p99=round(decisions["p99_ms"] / feast["p99_ms"], 3),
         )
+        cpu_before = _tree_cpu_s(api.pid)
         results.update(_throughput(api_port, sample, args.duration, args.connections))
+        if results.get("load_requests"):  # CPU per decision: comparable across runs even on a busy machine
+            cpu_ms = (_tree_cpu_s(api.pid) - cpu_before) * 1e3
+            results["server_cpu_ms_per_decision"] = _round(cpu_ms / results["load_requests"])
     results.update(_batch(home))
     results["load_1m_after"] = os.getloadavg()[0]
     return results
@@ -121,14 +125,27 @@ def _env(home: Path) -> dict[str, str]:
 
 
 @contextmanager
-def _parcours_server(home: Path, port: int, workers: int) -> Iterator[None]:
+def _parcours_server(home: Path, port: int, workers: int) -> Iterator[subprocess.Popen[bytes]]:
     code = (
         "from journey.settings import Settings; from serving.app import serve; "
         f"serve(Settings(), host={HOST!r}, port={port}, workers={workers})"
     )
-    with _process([sys.executable, "-c", code], _env(home), home / "bench-parcours.log"):
+    with _process([sys.executable, "-c", code], _env(home), home / "bench-parcours.log") as process:
         _wait_http(port, "/readyz", timeout=180)
-        yield
+        yield process
+
+
+def _tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by `pid` and its children (the uvicorn workers); Linux /proc only,
+    0 elsewhere."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError, ValueError, IndexError):
+            fields = entry.read_text().rsplit(")", 1)[1].split()
+            if int(entry.parent.name) == pid or int(fields[1]) == pid:  # fields[1] = ppid
+                total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
 
 
 @contextmanager
@@ -257,11 +274,13 @@ def _throughput(port: int, sample: list[str], duration: int, connections: int) -
     p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
     p50 = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    done = re.search(r"(\d+) requests in", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "decisions_per_s": _round(float(rate.group(1))) if rate else None,
         "decisions_p50_ms_at_load": _ms(p50),
         "decisions_p99_ms_at_load": _ms(p99),
+        "load_requests": int(done.group(1)) if done else None,
         "load_connections": connections,
         "load_duration_s": duration,
         "load_non_2xx": int(non2xx.group(1)) if non2xx else 0,

@@ -357,43 +357,110 @@ class DecisionEngine:
     ) -> Decision:
         """Decide for one customer; `features` is a one-row frame with feature and request-feature columns.
 
-        Exactly `decide_batch` with n = 1, plus readable reasons and (with `explain`) feature contributions.
+        Exactly `decide_batch` with n = 1 rendered by `decisions`, plus (with `explain`) feature contributions.
         """
         batch = self.decide_batch([customer_id], features, ContactStates.from_states([state]), now, top_k=None)
-        scores, space = batch.scores, batch.space
-        phase_proba = dict(zip(PHASES, scores.customer.phase_proba[0].tolist(), strict=True))
-        column = int(batch.column[0])
-        weights = _mix(scores.customer.phase_proba[:1], space.weights)[0]
-        chosen = self._action_score(batch, column, weights)
-        alternatives = [self._action_score(batch, int(c), weights) for c in batch.alternatives[0] if c >= 0]
-        excluded = self._exclusions(scores, state, phase_proba, now.hour)
-        contributions = self.explain(features, str(scores.customer.phase[0]), space.actions[column]) if explain else {}
+        decision = self.decisions(batch, now, [cold_start], [decision_id] if decision_id else None, [state])[0]
+        if explain:
+            self.add_explanation(decision, features)
+        return decision
+
+    def decisions(
+        self,
+        batch: BatchDecisions,
+        now: pd.Timestamp,
+        cold_start: Sequence[bool] | None = None,
+        decision_ids: Sequence[str] | None = None,
+        states: Sequence[ContactState] | None = None,
+        contact_states: ContactStates | None = None,
+    ) -> list[Decision]:
+        """One readable `Decision` per customer of `batch` (computed with `top_k=None`), in batch order.
+
+        The policy text of an exclusion needs the customer's `ContactState`: pass `states`, or the batch's
+        `contact_states` (a customer's state is then read back from its row, only when a policy excluded something).
+        Serving decides many customers with one `decide_batch` and renders them here, so a decision made in a
+        micro-batch is the decision `decide` makes for the same inputs.
+        """
+        n = len(batch)
+        versions = self.models.versions()
+        no_response_model = self.models.response is None
+        weights = _mix(batch.scores.customer.phase_proba, batch.space.weights)
+        out = []
+        for i in range(n):
+            state = states[i] if states is not None else None
+            codes = batch.scores.code[i]
+            if state is None and contact_states is not None and ((codes > 0) & (codes < NOT_FOR_PHASE)).any():
+                state = self._state_of(contact_states, i)
+            out.append(
+                self._decision_of(
+                    batch,
+                    i,
+                    now,
+                    weights[i],
+                    state or ContactState(),
+                    cold_start=bool(cold_start[i]) if cold_start is not None else False,
+                    decision_id=decision_ids[i] if decision_ids is not None else None,
+                    versions=versions,
+                    no_response_model=no_response_model,
+                )
+            )
+        return out
+
+    def add_explanation(self, decision: Decision, features: pd.DataFrame) -> None:
+        """Top feature contributions of the models behind `decision` (`features`: its one-row frame), in place."""
+        decision.contributions = self.explain(features, decision.phase, decision.action.action)
+        decision.reasons = _explain(
+            decision.action,
+            decision.explored,
+            decision.excluded,
+            self.models.response is None,
+            decision.contributions,
+        )
+
+    def _decision_of(
+        self,
+        batch: BatchDecisions,
+        i: int,
+        now: pd.Timestamp,
+        weights: np.ndarray,
+        state: ContactState,
+        cold_start: bool,
+        decision_id: str | None,
+        versions: dict[str, str],
+        no_response_model: bool,
+    ) -> Decision:
+        scores = batch.scores
+        phase_proba = dict(zip(PHASES, scores.customer.phase_proba[i].tolist(), strict=True))
+        chosen = self._action_score_of(batch, i, int(batch.column[i]), weights)
+        alternatives = [self._action_score_of(batch, i, int(c), weights) for c in batch.alternatives[i] if c >= 0]
+        excluded = self._exclusions_of(scores, i, state, phase_proba, now.hour)
+        explored = bool(batch.explored[i])
         return Decision(
             decision_id=decision_id or uuid.uuid4().hex,
-            customer_id=customer_id,
+            customer_id=str(scores.customer_ids[i]),
             ts=now,
-            phase=str(scores.customer.phase[0]),
+            phase=str(scores.customer.phase[i]),
             phase_probabilities=phase_proba,
-            churn_risk=_finite(scores.customer.churn_risk[0]),
-            purchase_propensity=_finite(scores.customer.purchase_propensity[0]),
+            churn_risk=_finite(scores.customer.churn_risk[i]),
+            purchase_propensity=_finite(scores.customer.purchase_propensity[i]),
             action=chosen,
             alternatives=alternatives,
             excluded=excluded,
-            propensity=float(batch.propensity[0]),
-            explored=bool(batch.explored[0]),
+            propensity=float(batch.propensity[i]),
+            explored=explored,
             policy=self.policy_name,
-            model_versions=self.models.versions(),
+            model_versions=dict(versions),
             cold_start=cold_start,
-            reasons=_explain(chosen, bool(batch.explored[0]), excluded, self.models.response is None, contributions),
-            contributions=contributions,
+            reasons=_explain(chosen, explored, excluded, no_response_model),
         )
 
-    def _action_score(self, batch: BatchDecisions, column: int, weights: np.ndarray) -> ActionScore:
+    def _action_score_of(self, batch: BatchDecisions, i: int, column: int, weights: np.ndarray) -> ActionScore:
+        """Customer i's score of one decision column (`weights`: its row of objective weights)."""
         if column == 0:
             return NO_CONTACT_SCORE
         space, scores = batch.space, batch.scores
         action = space.actions[column]
-        p_treated, p_control = float(scores.p_treated[0, column]), float(scores.p_control[0, column])
+        p_treated, p_control = float(scores.p_treated[i, column]), float(scores.p_control[i, column])
         return ActionScore(
             channel=action.channel,
             content=action.content,
@@ -404,31 +471,56 @@ class DecisionEngine:
             value=float(space.value[column]),
             objective_weight=float(weights[column]),
             cost=float(space.cost[column]),
-            score=float(scores.score[0, column]),
+            score=float(scores.score[i, column]),
         )
 
-    def _exclusions(
-        self, scores: BatchScores, state: ContactState, phase_proba: Mapping[str, float], hour: int
+    @staticmethod
+    def _state_of(states: ContactStates, i: int) -> ContactState:
+        """Customer i's `ContactState` read back from the columns (what the readable policy rules take)."""
+
+        def optional(column: np.ndarray) -> float | None:
+            value = float(column[i])
+            return None if np.isnan(value) else value
+
+        return ContactState(
+            consents={key: bool(column[i]) for key, column in states.consents.items()},
+            sent_day={key: int(column[i]) for key, column in states.sent_day.items()},
+            sent_week={key: int(column[i]) for key, column in states.sent_week.items()},
+            hours_since_last_contact=optional(states.hours_since_last_contact),
+            days_since_opt_out=optional(states.days_since_opt_out),
+            ignored_recent={key: int(column[i]) for key, column in states.ignored_recent.items()},
+        )
+
+    def _exclusions_of(
+        self, scores: BatchScores, i: int, state: ContactState, phase_proba: Mapping[str, float], hour: int
     ) -> list[Exclusion]:
-        """Readable reasons for the excluded columns of customer 0 (the policy text is the scalar rule's)."""
+        """Readable reasons for customer i's excluded columns (the policy text is the scalar rule's, made once per
+        channel; the phase text once per content)."""
         out = []
-        phase = str(scores.customer.phase[0])
-        policy_text: dict[str, str | None] = {}
-        for column in np.flatnonzero(scores.code[0]):
-            action, code = self.space.actions[column], int(scores.code[0, column])
-            spec = self.catalog.contents[action.content]
+        phase = str(scores.customer.phase[i])
+        actions, contents, content_index = self.space.actions, self.catalog.contents, self.space.content_index
+        texts: dict[tuple[int, str], str] = {}  # per (code, channel or content) for this customer
+        row = scores.code[i]
+        columns = np.flatnonzero(row)
+        for column, code in zip(columns.tolist(), row[columns].tolist(), strict=True):
+            action = actions[column]
             if code == NOT_FOR_PHASE:
-                mass = sum(phase_proba.get(p, 0.0) for p in spec.phases)
-                reason = f"not for phase {phase}: {action.content} serves {', '.join(spec.phases)} (p={mass:.2f})"
+                reason = texts.get((code, action.content), "")
+                if not reason:
+                    spec = contents[action.content]
+                    mass = sum(phase_proba.get(p, 0.0) for p in spec.phases)
+                    reason = f"not for phase {phase}: {action.content} serves {', '.join(spec.phases)} (p={mass:.2f})"
+                    texts[code, action.content] = reason
             elif code == RULE_FAILED:
-                rule = spec.rules[int(scores.failed_rule[0, self.space.content_index[column]])]
+                rule = contents[action.content].rules[int(scores.failed_rule[i, content_index[column]])]
                 reason = f"eligibility rule failed: {rule}"
             elif code == NO_EVIDENCE:
                 reason = "no evidence: the response model cannot score this action"
             else:
-                if action.channel not in policy_text:
-                    policy_text[action.channel] = self.policies.violation(action, state, self.catalog, hour)
-                reason = policy_text[action.channel] or EXCLUSION_NAMES[code]
+                reason = texts.get((code, action.channel), "")
+                if not reason:
+                    text = self.policies.violation(action, state, self.catalog, hour)
+                    reason = texts[code, action.channel] = text or EXCLUSION_NAMES[code]
             out.append(Exclusion(action.channel, action.content, reason))
         return out
 

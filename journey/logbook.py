@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     features TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_customer_ts ON decisions (customer_id, ts);
+-- contacts only, covering the contact-policy reads (recent contacts per customer): they never touch the wide rows
+CREATE INDEX IF NOT EXISTS decisions_contacts ON decisions (customer_id, ts, channel) WHERE channel != 'none';
 CREATE TABLE IF NOT EXISTS feedback (
     feedback_id INTEGER PRIMARY KEY AUTOINCREMENT,
     decision_id TEXT NOT NULL REFERENCES decisions (decision_id),
@@ -127,6 +129,33 @@ class DecisionLog(DurableSqlite):
                 (customer_id, _iso(since)),
             ).fetchall()
         return [(pd.Timestamp(ts), channel) for ts, channel in rows]
+
+    def recent_contact_counts(
+        self, since: Mapping[str, pd.Timestamp], now: pd.Timestamp
+    ) -> list[tuple[str, str, int, int, pd.Timestamp]]:
+        """What `recent_contacts` tells the contact policies, for many customers in one query, aggregated:
+        (customer_id, channel, contacts in the day before `now`, in the 7 days before `now`, latest contact ts)
+        over the contacts logged since each customer's `since` (one row per customer and contacted channel)."""
+        if not since:
+            return []
+        asked = ",".join("(?,?)" for _ in since)
+        params: list[str] = []
+        formatted: dict[pd.Timestamp, str] = {}  # customers mostly share one snapshot time: format it once
+        for customer_id, ts in since.items():
+            if ts not in formatted:
+                formatted[ts] = _iso(ts)
+            params += [customer_id, formatted[ts]]
+        day, week = len(params) + 1, len(params) + 2  # numbered after the VALUES placeholders
+        params += [_iso(now - pd.Timedelta(days=1)), _iso(now - pd.Timedelta(days=7))]
+        sql = (
+            f"WITH asked(customer_id, since) AS (VALUES {asked}) "
+            f"SELECT d.customer_id, d.channel, TOTAL(d.ts > ?{day}), TOTAL(d.ts > ?{week}), MAX(d.ts) "
+            "FROM asked JOIN decisions AS d ON d.customer_id = asked.customer_id AND d.ts >= asked.since "
+            "WHERE d.channel != 'none' GROUP BY d.customer_id, d.channel"
+        )
+        with self._lock:
+            rows = self._conn.execute(sql, params).fetchall()
+        return [(c, ch, int(n_day), int(n_week), pd.Timestamp(latest)) for c, ch, n_day, n_week, latest in rows]
 
     def count(self, table: str = "decisions") -> int:
         if table not in {"decisions", "feedback"}:

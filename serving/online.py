@@ -1,14 +1,15 @@
-"""Online feature reads for one customer, prepared once at start-up (store, feature service, names).
+"""Online feature reads for one customer or one micro-batch, prepared once at start-up (store, service, names).
 
 `online_reader(settings)` picks the reader: with the packed layout (default) one SQLite query or one Redis GET per
-customer through the same table Feast's plugin reads (no `import feast`, no protobuf); with the stock layout the
-`nba` feature service through Feast's SDK.
+customer, one query / one MGET per micro-batch (`read_many`), through the same table Feast's plugin reads (no
+`import feast`, no protobuf); with the stock layout the `nba` feature service through Feast's SDK.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -65,7 +66,15 @@ class PackedOnlineFeatures:
             log.warning("online store unreachable at start-up; reads answer degraded until it is back", exc_info=True)
 
     def read(self, customer_id: str) -> FeatureRow | None:
-        blob = self._backend.get(customer_id)
+        return self._row(self._backend.get(customer_id))
+
+    def read_many(self, customer_ids: Sequence[str]) -> list[FeatureRow | None]:
+        """One query (SQLite) or one MGET (Redis) for the whole micro-batch."""
+        if len(customer_ids) == 1:
+            return [self.read(customer_ids[0])]
+        return [self._row(blob) for blob in self._backend.get_many(customer_ids)]
+
+    def _row(self, blob: bytes | None) -> FeatureRow | None:
         if blob is None:
             return None
         ts_us, values = self._codec.decode(blob)
@@ -91,25 +100,33 @@ class FeastOnlineFeatures:
         self._service = self._store.get_feature_service(FEATURE_SERVICE)
 
     def read(self, customer_id: str) -> FeatureRow | None:
+        return self.read_many([customer_id])[0]
+
+    def read_many(self, customer_ids: Sequence[str]) -> list[FeatureRow | None]:
         response = self._store.get_online_features(
-            features=self._service, entity_rows=[{"customer_id": customer_id}]
+            features=self._service, entity_rows=[{"customer_id": c} for c in customer_ids]
         ).to_dict(include_event_timestamps=True)
-        values: dict[str, float] = {}
-        latest = 0
-        for name, column in response.items():
-            if name == "customer_id":
-                continue
-            if name.endswith("__ts"):
-                latest = max(latest, int(column[0] or 0))
-            else:
-                values[name] = _as_float(column[0])
-        if all(math.isnan(v) for v in values.values()):
-            return None
-        snapshot = pd.Timestamp(latest, unit="s", tz="UTC") if latest else None
-        return FeatureRow(values=values, snapshot_ts=snapshot)
+        return [_feast_row(response, i) for i in range(len(customer_ids))]
 
     def ping(self) -> None:
         self._store.get_online_features(features=self._service, entity_rows=[{"customer_id": "__ping__"}])
+
+
+def _feast_row(response: dict[str, list[Any]], i: int) -> FeatureRow | None:
+    """Row i of Feast's column-wise answer; None when every feature is missing (an unknown customer)."""
+    values: dict[str, float] = {}
+    latest = 0
+    for name, column in response.items():
+        if name == "customer_id":
+            continue
+        if name.endswith("__ts"):
+            latest = max(latest, int(column[i] or 0))
+        else:
+            values[name] = _as_float(column[i])
+    if all(math.isnan(v) for v in values.values()):
+        return None
+    snapshot = pd.Timestamp(latest, unit="s", tz="UTC") if latest else None
+    return FeatureRow(values=values, snapshot_ts=snapshot)
 
 
 def _as_float(value: Any) -> float:

@@ -1,4 +1,4 @@
-"""The next-best-action endpoint."""
+"""The next-best-action endpoints (the hottest path: dependencies are async, so no threadpool hop per request)."""
 
 from __future__ import annotations
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 from fastapi.testclient import TestClient
@@ -141,3 +144,39 @@ def test_moving_the_champion_alias_hot_reloads_without_failing_requests(
     decision = client.post("/v1/next-best-action", json={"customer_id": ids[0]}).json()
     assert decision["model_versions"]["phase"].endswith(f"/{new}")
     assert set(decision["model_versions"]) == set(TASKS)
+
+
+def test_concurrent_requests_are_micro_batched_and_each_gets_its_own_logged_decision(
+    client: TestClient, workspace: Workspace
+) -> None:
+    ids = [*workspace.customers["customer_id"].astype(str).iloc[10:30], "never-seen-burst"]
+
+    async def burst() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=client.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            return await asyncio.gather(*(http.post("/v1/next-best-action", json={"customer_id": c}) for c in ids))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [200] * len(ids)
+    bodies = [r.json() for r in responses]
+    assert [b["customer_id"] for b in bodies] == ids and bodies[-1]["cold_start"] is True
+    sizes = client.app.state.runtime.batcher.batch_sizes  # type: ignore[attr-defined]
+    assert max(sizes) > 1  # decided together, not one by one
+    with sqlite3.connect(workspace.settings.decision_log_path) as db:
+        marks = ",".join("?" * len(bodies))
+        logged = {
+            row[0]: row[1:]
+            for row in db.execute(
+                f"SELECT decision_id, customer_id, channel, content, propensity FROM decisions "
+                f"WHERE decision_id IN ({marks})",
+                [b["decision_id"] for b in bodies],
+            )
+        }
+    for body in bodies:  # each answer is the decision logged under its id
+        action = body["action"]
+        assert logged[body["decision_id"]] == (
+            body["customer_id"],
+            action["channel"],
+            action["content"],
+            body["propensity"],
+        )

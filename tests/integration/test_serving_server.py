@@ -244,3 +244,36 @@ def _stop_redis(url: str) -> None:
     host, port = url.split(":")
     with suppress(redis.exceptions.ConnectionError):
         redis.Redis(host=host, port=int(port)).shutdown(nosave=True)
+
+
+def test_concurrent_decisions_are_each_answered_with_their_own_logged_decision(api: Api, workspace: Workspace) -> None:
+    """16 clients on two workers (micro-batched): every answer is its own customer's decision, logged once."""
+    customers = workspace.customers["customer_id"].astype(str).tolist()[:160]
+    answers: list[tuple[str, int, Any]] = []
+
+    def client(chunk: list[str]) -> None:
+        for customer in chunk:
+            status, body = api.call("POST", "/v1/next-best-action", {"customer_id": customer}, AUTH)
+            answers.append((customer, status, body))
+
+    threads = [threading.Thread(target=client, args=(customers[k::16],)) for k in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(answers) == len(customers) and {status for _, status, _ in answers} == {200}
+    assert all(body["customer_id"] == customer for customer, _, body in answers)
+    ids = [body["decision_id"] for _, _, body in answers]
+    assert len(set(ids)) == len(ids)
+    with sqlite3.connect(workspace.settings.decision_log_path) as db:
+        logged = {
+            row[0]: row[1:]
+            for row in db.execute(
+                f"SELECT decision_id, customer_id, channel, content, propensity FROM decisions "
+                f"WHERE decision_id IN ({','.join('?' * len(ids))})",
+                ids,
+            )
+        }
+    for customer, _, body in answers:
+        action = body["action"]
+        assert logged[body["decision_id"]] == (customer, action["channel"], action["content"], body["propensity"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -326,3 +327,47 @@ def test_batch_policy_state_from_features_is_the_online_one() -> None:
     np.testing.assert_allclose(states.hours_since_last_contact, expected.hours_since_last_contact)
     np.testing.assert_array_equal(states.days_since_opt_out, expected.days_since_opt_out)
     assert states.ignored_recent["email"][0] == 2 and states.days_since_opt_out[1] == 0.0  # round(2.5) = 2
+
+
+def _same(batched: Any, single: Any) -> None:
+    """Equal decisions (their ids are drawn at random)."""
+    assert dataclasses.replace(batched, decision_id="") == dataclasses.replace(single, decision_id="")
+
+
+def test_rendered_batch_decisions_equal_single_decisions() -> None:
+    """A decision made in a micro-batch is the decision `decide` makes alone: scores, alternatives, exclusions and
+    their readable reasons, whether the states are passed per customer or read back from the batch's columns."""
+    features, states = random_customers(60, seed=11)
+    ids = [f"c{i}" for i in range(len(features))]
+    columns = ContactStates.from_states(states)
+    batch = engine().decide_batch(ids, features, columns, NOW, top_k=None)
+    from_states = engine().decisions(batch, NOW, cold_start=[k % 7 == 0 for k in range(60)], states=states)
+    from_columns = engine().decisions(batch, NOW, cold_start=[k % 7 == 0 for k in range(60)], contact_states=columns)
+    single = engine()
+    policy_reasons = 0
+    for k, customer in enumerate(ids):
+        alone = single.decide(customer, features.iloc[[k]].reset_index(drop=True), states[k], NOW, k % 7 == 0)
+        _same(from_states[k], alone)
+        _same(from_columns[k], alone)
+        assert from_states[k].customer_id == customer and from_states[k].cold_start == (k % 7 == 0)
+        policy_reasons += any(e.reason.startswith(("no consent", "frequency cap")) for e in alone.excluded)
+    assert policy_reasons  # the policy texts (the part read back from the columns) were exercised
+    assert len({d.decision_id for d in from_states}) == len(ids)
+
+
+def test_rendered_batch_decisions_keep_exploration_and_propensity_per_customer() -> None:
+    features, states = random_customers(300, seed=12)
+    ids = [f"c{i}" for i in range(len(features))]
+    columns = ContactStates.from_states(states)
+    eps = 0.5
+    batch = engine(eps, seed=4).decide_batch(ids, features, columns, NOW, top_k=None)
+    greedy = engine(0.0).decide_batch(ids, features, columns, NOW, top_k=None)
+    decisions = engine(eps).decisions(batch, NOW, contact_states=columns)
+    for k, decision in enumerate(decisions):
+        chosen = batch.space.actions[batch.column[k]]
+        assert (decision.action.channel, decision.action.content) == (chosen.channel, chosen.content)
+        explored = bool(batch.column[k] != greedy.column[k])
+        assert decision.explored == explored
+        assert decision.propensity == pytest.approx(eps / batch.n_candidates[k] + (1 - eps) * (not explored))
+        assert ("exploration: chosen at random to keep learning" in decision.reasons) == explored
+    assert 0 < sum(d.explored for d in decisions) < len(decisions)
