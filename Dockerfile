@@ -11,7 +11,7 @@ COPY training ./training
 COPY serving ./serving
 COPY parcours ./parcours
 RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --upgrade pip \
-    && /opt/venv/bin/pip install --no-cache-dir .
+    && /opt/venv/bin/pip install --no-cache-dir ".[fast]"
 
 FROM python:3.11-slim AS runtime
 # libgomp: LightGBM's OpenMP runtime

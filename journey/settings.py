@@ -83,6 +83,13 @@ class Settings(BaseSettings):
     )
     log_format: Literal["json", "text"] = Field(default="json", description="Serving logs: JSON lines or plain text.")
     access_log: bool = Field(default=True, description="One structured log line per HTTP request (no personal data).")
+    compiled_models: Literal["batch", "always", "off"] = Field(
+        default="batch",
+        description="LightGBM forests compiled with lleaves (cached under <home>/cache/compiled): 'batch' compiles "
+        "for `parcours score` and lets serving use what is cached; 'always' also compiles when serving loads a "
+        "model (startup, reload); 'off' predicts with the Booster everywhere (the test suite's in-process runs: "
+        "see tests/conftest.py).",
+    )
 
     # --- policy evaluation (add fields for that area below this line)
     response_label: Literal["goal", "engagement"] = Field(

@@ -60,7 +60,8 @@ def plan_for(settings: Settings, models: ModelSet | None = None, batch_size: int
     from serving.models import load_models
 
     catalog = load_catalog(settings.catalog_path)
-    models = models if models is not None else load_models(settings)
+    compile_models = settings.compiled_models != "off"  # a base-wide run repays a compilation many times over
+    models = models if models is not None else load_models(settings, compile_models=compile_models)
     if not models.loaded():
         raise NotReadyError("no champion model is registered: run `parcours train` first")
     engine = DecisionEngine(

@@ -147,3 +147,34 @@ def test_score_refuses_half_an_own_data_request(workspace: Workspace, tmp_path: 
     code, output = score(workspace, "--data", "nowhere", "--as-of", "2026-01-01", "--out", str(tmp_path / "y.parquet"))
     assert code == 2 and "nowhere" in output
     assert not (tmp_path / "x.parquet").exists() and not (tmp_path / "y.parquet").exists()
+
+
+def test_compiled_models_decide_like_lightgbm_and_are_cached_for_serving(workspace: Workspace, tmp_path: Path) -> None:
+    """`parcours score` with compiled forests (in its own process: a native crash fails this test, not the suite)
+    decides exactly what the LightGBM Boosters decide, and leaves one object per model version for serving."""
+    pytest.importorskip("lleaves")
+    import os
+    import subprocess
+    import sys
+
+    from serving.models import compiled_dir
+
+    env = {**os.environ, "PARCOURS_EXPLORATION_RATE": "0", "PARCOURS_HOME": str(workspace.home)}
+    outputs = {}
+    for mode in ("batch", "off"):
+        outputs[mode] = tmp_path / f"{mode}.parquet"
+        command = [sys.executable, "-c", "from parcours.cli import app; app()", "score", "--out", str(outputs[mode])]
+        done = subprocess.run(
+            command, env={**env, "PARCOURS_COMPILED_MODELS": mode}, capture_output=True, text=True, timeout=900
+        )
+        assert done.returncode == 0, f"{mode}: exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+    fast, slow = pd.read_parquet(outputs["batch"]), pd.read_parquet(outputs["off"])
+    same = ["customer_id", "phase", "channel", "content", "objective", "n_candidates"]
+    pd.testing.assert_frame_equal(fast[same], slow[same])
+    for column in ("churn_risk", "purchase_propensity", "p_discovery", "score", "uplift", "p_response", "p_baseline"):
+        np.testing.assert_allclose(fast[column], slow[column], rtol=1e-9, atol=1e-12, err_msg=column)
+    for task in ("phase", "churn", "purchase", "response"):
+        name = workspace.settings.model_name(task)
+        versions = list((workspace.home / "cache" / "compiled" / name).iterdir())
+        assert len(versions) == 1
+        assert len(list(compiled_dir(workspace.settings, name, versions[0].name).glob("*.o"))) == 1
