@@ -51,39 +51,69 @@ def contact_state(
     return state
 
 
+_COUNTED: tuple[str, ...] = (
+    *(f"contacts_{ch}_1d" for ch in CONTACT_CHANNELS),
+    *(f"contacts_{ch}_7d" for ch in CONTACT_CHANNELS),
+    *(f"contacts_{ch}_30d" for ch in RESPONSE_CHANNELS),
+    "unsubscribes_30d",
+)
+_VALUES: tuple[str, ...] = (
+    *CONSENT_CHANNELS,
+    *(f"response_rate_{ch}_90d" for ch in RESPONSE_CHANNELS),
+    "last_contact_epoch_days",
+)
+
+
 def contact_states(features: pd.DataFrame, now: pd.Timestamp) -> ContactStates:
     """`contact_state` for every row at once (no decisions logged since the snapshot).
 
     Consent: the point-in-time consent feature >= 0.5 (NaN = no consent); sent today / this week: the 1- and
     7-day contact counts; ignored: 30-day contacts × (1 − 90-day response rate), rounded half to even like
     `round`; opt-out: any unsubscribe in the last 30 days; hours since the last contact from its epoch day.
+    The columns are read as one float block: serving calls this once per micro-batch on its hot path.
     """
-    n = len(features)
-
-    def column(name: str) -> np.ndarray:
-        if name not in features.columns:
-            return np.full(n, np.nan)
-        return pd.to_numeric(features[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-
-    def count(name: str) -> np.ndarray:
-        values = column(name)
-        return np.where(np.isnan(values), 0, np.trunc(np.nan_to_num(values))).astype(np.int64)
-
+    block = _numeric_block(features, [*_COUNTED, *_VALUES])
+    counts = np.trunc(block[:, : len(_COUNTED)])
+    counts[np.isnan(counts)] = 0  # absent or NaN counts as 0
+    count = dict(zip(_COUNTED, counts.astype(np.int64).T, strict=True))
+    value = dict(zip(_VALUES, block[:, len(_COUNTED) :].T, strict=True))
     ignored = {}
     for channel in RESPONSE_CHANNELS:
-        rate = np.clip(np.nan_to_num(column(f"response_rate_{channel}_90d"), nan=0.0), 0.0, 1.0)
-        ignored[channel] = np.round(count(f"contacts_{channel}_30d") * (1.0 - rate)).astype(np.int64)
-    epoch_days = column("last_contact_epoch_days")
+        rate = np.clip(value[f"response_rate_{channel}_90d"], 0.0, 1.0)
+        rate[np.isnan(rate)] = 0.0
+        ignored[channel] = np.round(count[f"contacts_{channel}_30d"] * (1.0 - rate)).astype(np.int64)
+    epoch_days = value["last_contact_epoch_days"]
     now_hours = (now - EPOCH).total_seconds() / 3600
     return ContactStates(
-        n=n,
-        consents={name: np.nan_to_num(column(name), nan=0.0) >= 0.5 for name in CONSENT_CHANNELS},
-        sent_day={ch: count(f"contacts_{ch}_1d") for ch in CONTACT_CHANNELS},
-        sent_week={ch: count(f"contacts_{ch}_7d") for ch in CONTACT_CHANNELS},
+        n=len(features),
+        consents={name: value[name] >= 0.5 for name in CONSENT_CHANNELS},  # NaN compares False: no consent
+        sent_day={ch: count[f"contacts_{ch}_1d"] for ch in CONTACT_CHANNELS},
+        sent_week={ch: count[f"contacts_{ch}_7d"] for ch in CONTACT_CHANNELS},
         hours_since_last_contact=np.where(np.isnan(epoch_days), np.nan, np.maximum(now_hours - epoch_days * 24, 0.0)),
-        days_since_opt_out=np.where(count("unsubscribes_30d") > 0, 0.0, np.nan),
+        days_since_opt_out=np.where(count["unsubscribes_30d"] > 0, 0.0, np.nan),
         ignored_recent=ignored,
     )
+
+
+def _numeric_block(features: pd.DataFrame, names: list[str]) -> np.ndarray:
+    """(rows × names) float copy of those columns; NaN for a missing column or a non-numeric value. An all-float
+    frame (serving) is read as it is, without a conversion per column; others (a batch with ids) column by column."""
+    n = len(features)
+    position = {name: j for j, name in enumerate(features.columns)}
+    if all(dtype.kind == "f" for dtype in features.dtypes):
+        matrix = features.to_numpy(dtype=np.float64, copy=False)
+        if not matrix.shape[1]:
+            return np.full((n, len(names)), np.nan)
+        index = np.array([position.get(name, -1) for name in names], dtype=np.int64)
+        block = matrix[:, np.maximum(index, 0)]  # fancy indexing: a copy, the frame is never written
+        block[:, index < 0] = np.nan
+        return block
+    block = np.full((n, len(names)), np.nan)
+    for k, name in enumerate(names):
+        if name in position:
+            column = pd.to_numeric(features[name], errors="coerce")
+            block[:, k] = column.to_numpy(dtype=np.float64, na_value=np.nan)
+    return block
 
 
 def _ignored(features: Mapping[str, float]) -> dict[str, int]:

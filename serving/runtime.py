@@ -20,8 +20,7 @@ import numpy as np
 import pandas as pd
 
 from features.build import DAY_US
-from features.definitions import CONSENT_CHANNELS, CONTACT_CHANNELS, RESPONSE_CHANNELS
-from features.policy_state import EPOCH
+from features.policy_state import contact_states
 from features.request import _SINCE, REQUEST_FEATURE_NAMES, add_request_features
 from journey.catalog import Catalog, load_catalog
 from journey.decision import Decision, DecisionEngine
@@ -183,7 +182,7 @@ class Runtime:
         self, customer_ids: Sequence[str], rows: Sequence[FeatureRow | None], frame: pd.DataFrame, now: pd.Timestamp
     ) -> ContactStates:
         """Policy state from the features plus the contacts logged since they were computed (one query)."""
-        states = frame_contact_states(frame, now)
+        states = contact_states(frame, now)
         since: dict[str, pd.Timestamp] = {}
         for customer_id, row in zip(customer_ids, rows, strict=True):
             start = row.snapshot_ts if row is not None and row.snapshot_ts is not None else now - POLICY_LOOKBACK
@@ -442,49 +441,6 @@ def request_frames(rows: Sequence[Mapping[str, float] | None], now: pd.Timestamp
     for name in REQUEST_FEATURE_NAMES:
         block[:, position[name] if name in position else len(columns) + added.index(name)] = extra[name]
     return pd.DataFrame(block, columns=[*columns, *added], copy=False)
-
-
-def frame_contact_states(frame: pd.DataFrame, now: pd.Timestamp) -> ContactStates:
-    """`features.policy_state.contact_states` of an all-float frame (a unit test holds them equal): the same
-    arithmetic on one gathered block, without a pandas conversion and a `nan_to_num` per column (~30 of them)."""
-    position = {name: j for j, name in enumerate(frame.columns)}
-    counted = [
-        *(f"contacts_{ch}_1d" for ch in CONTACT_CHANNELS),
-        *(f"contacts_{ch}_7d" for ch in CONTACT_CHANNELS),
-        *(f"contacts_{ch}_30d" for ch in RESPONSE_CHANNELS),
-        "unsubscribes_30d",
-    ]
-    floats = [*CONSENT_CHANNELS, *(f"response_rate_{ch}_90d" for ch in RESPONSE_CHANNELS), "last_contact_epoch_days"]
-    block = _gather(frame, position, [*counted, *floats])
-    counts = np.trunc(block[:, : len(counted)])
-    counts[np.isnan(counts)] = 0  # NaN (absent) counts as 0
-    count = dict(zip(counted, counts.astype(np.int64).T, strict=True))
-    value = dict(zip(floats, block[:, len(counted) :].T, strict=True))
-    ignored = {}
-    for channel in RESPONSE_CHANNELS:
-        rate = np.clip(value[f"response_rate_{channel}_90d"], 0.0, 1.0)
-        rate[np.isnan(rate)] = 0.0
-        ignored[channel] = np.round(count[f"contacts_{channel}_30d"] * (1.0 - rate)).astype(np.int64)
-    epoch_days = value["last_contact_epoch_days"]
-    now_hours = (now - EPOCH).total_seconds() / 3600
-    return ContactStates(
-        n=len(frame),
-        consents={name: value[name] >= 0.5 for name in CONSENT_CHANNELS},  # NaN compares False: no consent
-        sent_day={ch: count[f"contacts_{ch}_1d"] for ch in CONTACT_CHANNELS},
-        sent_week={ch: count[f"contacts_{ch}_7d"] for ch in CONTACT_CHANNELS},
-        hours_since_last_contact=np.where(np.isnan(epoch_days), np.nan, np.maximum(now_hours - epoch_days * 24, 0.0)),
-        days_since_opt_out=np.where(count["unsubscribes_30d"] > 0, 0.0, np.nan),
-        ignored_recent=ignored,
-    )
-
-
-def _gather(frame: pd.DataFrame, position: Mapping[str, int], names: Sequence[str]) -> np.ndarray:
-    """(rows × names) float copy of those columns; NaN for a column the frame lacks."""
-    matrix = frame.to_numpy(dtype=np.float64, copy=False)
-    index = np.array([position.get(name, -1) for name in names], dtype=np.int64)
-    block = matrix[:, np.maximum(index, 0)] if matrix.shape[1] else np.full((len(frame), len(names)), np.nan)
-    block[:, index < 0] = np.nan
-    return block
 
 
 def _feature_block(rows: Sequence[Mapping[str, float] | None]) -> tuple[list[str], np.ndarray]:

@@ -27,7 +27,6 @@ from serving.runtime import (
     Runtime,
     add_recent_contacts,
     build_runtime,
-    frame_contact_states,
     request_frame,
     request_frames,
 )
@@ -115,7 +114,9 @@ def test_request_frames_of_one_layout_keep_its_column_order() -> None:
     assert frame[["b", "a"]].to_numpy().tolist() == [[1.0, 2.0], [3.0, 4.0]]
 
 
-def test_frame_contact_states_equal_the_policy_state_definition() -> None:
+def test_contact_states_of_a_block_equal_the_policy_state_definition() -> None:
+    """The one-block read (all-float frames, serving) and the column-by-column one (frames with ids, batch) give
+    the scalar `contact_state` of every row."""
     rows = [
         {"consent_email": 1.0, "consent_sms": NAN, "contacts_email_1d": 1.0, "contacts_email_7d": 2.9,
          "contacts_email_30d": 5.0, "response_rate_email_90d": 0.5, "last_contact_epoch_days": 20_513.5,
@@ -126,9 +127,13 @@ def test_frame_contact_states_equal_the_policy_state_definition() -> None:
         {},
     ]  # fmt: skip
     frame = pd.DataFrame(rows, dtype=float)
-    for got, want in ((frame_contact_states(frame, NOW), contact_states(frame, NOW)),
-                      (frame_contact_states(frame[[]], NOW), contact_states(frame[[]], NOW))):  # fmt: skip
-        _assert_same_states(got, want)
+    records = [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+    want = ContactStates.from_states([contact_state(row, [], NOW) for row in records])
+    with_ids = frame.assign(customer_id=[f"c{i}" for i in range(len(frame))])
+    empty = ContactStates.from_states([contact_state({}, [], NOW)] * len(frame))
+    for got, expected in ((contact_states(frame, NOW), want), (contact_states(with_ids, NOW), want),
+                          (contact_states(frame[[]], NOW), empty)):  # fmt: skip
+        _assert_same_states(got, expected)
 
 
 def _assert_same_states(got: ContactStates, want: ContactStates) -> None:
@@ -181,7 +186,7 @@ def test_recent_contacts_of_a_batch_in_one_query_equal_the_scalar_contact_state(
         for c, row in zip(customers, rows, strict=True)
     }
     frame = request_frames([row.values if row else None for row in rows], NOW)
-    batch = add_recent_contacts(frame_contact_states(frame, NOW), customers, log.recent_contact_counts(since, NOW), NOW)
+    batch = add_recent_contacts(contact_states(frame, NOW), customers, log.recent_contact_counts(since, NOW), NOW)
     scalar = [
         contact_state(row.values if row else {}, log.recent_contacts(c, since[c]), NOW)
         for c, row in zip(customers, rows, strict=True)
