@@ -196,6 +196,40 @@ def summarise(run: CVRun) -> dict[str, Any]:
     return out
 
 
+def run_cv_benchmark(
+    config: CVConfig,
+    data_dir: Path | None,
+    source: tuple[str, str],
+    load: Callable[[Path], tuple[pd.DataFrame, np.ndarray]],
+    fit_predict: Callable[..., dict[str, Any]],
+    describe: Mapping[str, str],
+    params: Mapping[str, Any],
+) -> tuple[dict[str, Any], CVRun | None]:
+    """The skeleton every real-data benchmark shares: skip cleanly without the data, repeated stratified CV of
+    `fit_predict(X_train, y_train, X_test, seed, inner_folds=...)`, and the JSON payload (`describe` names the
+    dataset and target, `params` the models)."""
+    path = dataset_file(data_dir, *source)
+    reason = missing_reason(path)
+    if reason is not None:
+        return {"skipped": reason}, None
+    frame, y = load(path)
+
+    def one_fold(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, seed: int) -> dict[str, Any]:
+        return fit_predict(X_train, y_train, X_test, seed, inner_folds=config.inner_folds)
+
+    run = cross_validate(frame, y, one_fold, config)
+    result = {**describe, **summarise(run)}
+    result["protocol"] = {
+        "folds": config.folds,
+        "repeats": config.repeats,
+        "seed": config.seed,
+        "inner_folds": config.inner_folds,
+    }
+    result["params"] = dict(params)
+    result["environment"] = environment()
+    return result, run
+
+
 def _stats(values: Sequence[float]) -> dict[str, Any]:
     arr = np.asarray(values, dtype=float)
     std = float(arr.std(ddof=1)) if len(arr) > 1 else 0.0

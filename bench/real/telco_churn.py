@@ -27,14 +27,10 @@ from bench.real._common import (
     CVConfig,
     CVRun,
     bagged_lightgbm,
-    cross_validate,
-    dataset_file,
     encode_categories,
-    environment,
     main,
-    missing_reason,
+    run_cv_benchmark,
     single_split_lightgbm,
-    summarise,
 )
 
 FOLDER, FILENAME = "telco-churn", "WA_Fn-UseC_-Telco-Customer-Churn.csv.gz"
@@ -148,24 +144,7 @@ def fit_predict(
 
 def run_benchmark(config: CVConfig, data_dir: Path | None = None) -> tuple[dict[str, Any], CVRun | None]:
     """Repeated stratified CV of every model; returns the JSON payload (or `{"skipped": ...}`) and the raw run."""
-    path = dataset_file(data_dir, FOLDER, FILENAME)
-    reason = missing_reason(path)
-    if reason is not None:
-        return {"skipped": reason}, None
-    frame, y = load(path)
-
-    def one_fold(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame, seed: int) -> dict[str, Any]:
-        return fit_predict(X_train, y_train, X_test, seed, inner_folds=config.inner_folds)
-
-    run = cross_validate(frame, y, one_fold, config)
-    result = {"dataset": "telco-churn", "target": "Churn == Yes", **summarise(run)}
-    result["protocol"] = {
-        "folds": config.folds,
-        "repeats": config.repeats,
-        "seed": config.seed,
-        "inner_folds": config.inner_folds,
-    }
-    result["params"] = {
+    params = {
         "model": "mean of P(lightgbm) and P(logistic_engineered)",
         "lightgbm_params": LGBM_PARAMS,
         "lightgbm_inputs": "raw columns, categoricals as LightGBM categorical codes",
@@ -173,8 +152,8 @@ def run_benchmark(config: CVConfig, data_dir: Path | None = None) -> tuple[dict[
         "logistic_engineered_inputs": "raw + n_services, avg_charge, charge_ratio, charge_diff, log_tenure, "
         "tenure_bucket, contract×payment, contract×internet (one-hot), L2 C=1",
     }
-    result["environment"] = environment()
-    return result, run
+    describe = {"dataset": "telco-churn", "target": "Churn == Yes"}
+    return run_cv_benchmark(config, data_dir, (FOLDER, FILENAME), load, fit_predict, describe, params)
 
 
 if __name__ == "__main__":
