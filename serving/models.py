@@ -129,7 +129,7 @@ def predictor_for(settings: Settings, booster: Any, name: str, version: str, com
         return ServingBooster(booster)
     from serving.compiled import compiled_predictor
 
-    build = compile_models if compile_models is not None else settings.compiled_models == "always"
+    build = _builds(settings, compile_models)
     predictor, report = compiled_predictor(booster, compiled_dir(settings, name, version), build=build)
     if predictor is None:
         level = logging.WARNING if build else logging.INFO
@@ -137,6 +137,11 @@ def predictor_for(settings: Settings, booster: Any, name: str, version: str, com
         return ServingBooster(booster)
     log.info("%s/%s predicts compiled (%s in %.1f s)", name, version, report.outcome, report.seconds)
     return predictor
+
+
+def _builds(settings: Settings, compile_models: bool | None) -> bool:
+    """Whether a load may compile a forest not cached yet (else it only uses a cached one)."""
+    return compile_models if compile_models is not None else settings.compiled_models == "always"
 
 
 def compiled_dir(settings: Settings, name: str, version: str) -> Path:
@@ -178,8 +183,7 @@ def load_models(settings: Settings, alias: str = SERVING_ALIAS, *, compile_model
         task: _or_none(settings, task, alias, partial(fetch_task_model, settings, task, alias)) for task in TASKS
     }
     ready = [model for model in fetched.values() if model is not None]
-    build = compile_models if compile_models is not None else settings.compiled_models == "always"
-    if build and settings.compiled_models != "off" and ready:
+    if _builds(settings, compile_models) and settings.compiled_models != "off" and ready:
         _precompile(settings, ready)
     return ModelSet(
         **{m.task: _or_none(settings, m.task, alias, partial(_prepared, settings, m, compile_models)) for m in ready}
