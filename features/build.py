@@ -401,7 +401,8 @@ def _funnel(w: _Lookups) -> Columns:
     last_cart = w.ts_at(w.last(carts))
     last_buy_pos = w.last(_is(ev, *PURCHASE_EVENTS))
     last_buy = w.ts_at(last_buy_pos)
-    abandoned = (last_cart >= t - 7 * DAY_US) & ~(last_buy >= last_cart)
+    still_open = ~np.isnan(last_cart) & ~(last_buy >= last_cart)
+    abandoned = (last_cart >= t - 7 * DAY_US) & still_open
     views_prefix = np.r_[0, np.cumsum(_is(ev, EventType.PRODUCT_VIEW), dtype="int64")]
     after_buy = np.where(last_buy_pos >= 0, _take(ev.tie_end.astype("float64"), last_buy_pos), 0).astype("int64")
     out: Columns = {f"add_to_cart_{d}d": atc[d] for d in (7, 30)}
@@ -412,6 +413,7 @@ def _funnel(w: _Lookups) -> Columns:
         ),
         "funnel_depth_last_session": _last_day_depth(w),
         "cart_abandoned_7d": abandoned.astype("int64"),
+        "cart_open": still_open.astype("int64"),
         "days_since_last_cart": _days(t, last_cart),
         "product_views_since_last_purchase": np.where(
             last_buy_pos >= 0, views_prefix[w.end] - views_prefix[after_buy], view[None]

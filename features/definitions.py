@@ -209,6 +209,15 @@ def _funnel() -> list[FeatureDef]:
             "it (before t), else 0.",
         ),
         _f(
+            "cart_open",
+            "int",
+            "funnel",
+            None,
+            ("add_to_cart", "checkout", *_PURCHASES),
+            "1 if the customer's last add_to_cart or checkout ever has no purchase (online or store) at or after it "
+            "(before t), else 0: a cart stays open until a purchase, however old (cart_abandoned_7d is its last week).",
+        ),
+        _f(
             "days_since_last_cart",
             "float",
             "funnel",

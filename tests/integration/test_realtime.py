@@ -22,7 +22,7 @@ from tests.integration.conftest import Workspace
 
 pytestmark = pytest.mark.integration
 
-CART_RULE = "eligibility rule failed: cart_abandoned_7d"
+CART_RULE = "eligibility rule failed: cart_open"
 CART_CHANNELS = set(load_catalog().contents["cart_reminder"].channels)
 
 
@@ -67,10 +67,10 @@ def test_the_build_records_its_source(workspace: Workspace) -> None:
 
 
 def test_add_to_cart_reaches_the_next_decision(client: TestClient, workspace: Workspace) -> None:
-    # a customer for whom cart_reminder is held back only by its rule (phase fits, no recent abandoned cart)
+    # a customer for whom cart_reminder is held back only by its rule (no open cart)
     chosen = None
     for customer_id in workspace.customers["customer_id"].astype(str).head(120):
-        if online_features(workspace.settings, [customer_id])["cart_abandoned_7d"].iloc[0] != 0:
+        if online_features(workspace.settings, [customer_id])["cart_open"].iloc[0] != 0:
             continue
         if _cart_rule_excluded(_decide(client, customer_id)):
             chosen = customer_id
@@ -89,19 +89,19 @@ def test_add_to_cart_reaches_the_next_decision(client: TestClient, workspace: Wo
     assert body["refresh_error"] is None
 
     after = online_features(workspace.settings, [chosen]).iloc[0]
-    assert after["cart_abandoned_7d"] == 1
+    assert (after["cart_abandoned_7d"], after["cart_open"]) == (1, 1)
     assert after["add_to_cart_7d"] == before["add_to_cart_7d"] + 1
     assert after["product_views_7d"] == before["product_views_7d"] + 1
 
     decision = _decide(client, chosen)
     assert not _cart_rule_excluded(decision)
     logged = _logged_features(workspace, str(decision["decision_id"]))
-    assert logged["cart_abandoned_7d"] == 1
+    assert logged["cart_open"] == 1
 
     # a purchase closes the cart: the next decision sees that too
     purchase = {"customer_id": chosen, "ts": _now_iso(1), "event_type": "purchase", "channel": "web", "value": 499}
     assert client.post("/v1/events", json=purchase).status_code == 202
-    assert online_features(workspace.settings, [chosen])["cart_abandoned_7d"].iloc[0] == 0
+    assert online_features(workspace.settings, [chosen])[["cart_abandoned_7d", "cart_open"]].iloc[0].tolist() == [0, 0]
     closed = _decide(client, chosen)
     offered = [closed["action"], *closed["alternatives"]]
     assert all(a["content"] != "cart_reminder" for a in offered)

@@ -60,7 +60,7 @@ def everyone_consents() -> ContactState:
     return ContactState(consents=dict.fromkeys(CONSENT_FIELDS, True))
 
 
-FEATURES = pd.DataFrame({"x": [1.0], "cart_abandoned_7d": [1.0]})
+FEATURES = pd.DataFrame({"x": [1.0], "cart_open": [1.0]})
 
 
 def test_highest_incremental_value_wins_not_highest_propensity() -> None:
@@ -108,12 +108,12 @@ def test_contents_follow_the_phase() -> None:
 
 
 def test_eligibility_rule_needs_its_feature() -> None:
-    # cart_reminder requires cart_abandoned_7d >= 1: without the feature it is excluded.
-    no_cart = pd.DataFrame({"x": [1.0], "cart_abandoned_7d": [0.0]})
+    # cart_reminder requires cart_open >= 1 (an open cart): without the feature it is excluded.
+    no_cart = pd.DataFrame({"x": [1.0], "cart_open": [0.0]})
     decision = engine("purchase", lambda channel, content: 0.0 if channel == "none" else 0.5).decide(
         "c1", no_cart, everyone_consents(), NOW
     )
-    assert any(e.content == "cart_reminder" and "cart_abandoned_7d" in e.reason for e in decision.excluded)
+    assert any(e.content == "cart_reminder" and "cart_open" in e.reason for e in decision.excluded)
 
 
 def test_exploration_logs_exact_propensity() -> None:

@@ -20,7 +20,7 @@ from journey.vocabulary import CONSENT_COLUMNS, CONSENT_FIELDS, PHASES
 CATALOG = load_catalog()
 POLICIES = load_policies()
 NOW = pd.Timestamp("2026-03-02 10:00", tz="UTC")
-FEATURES = ("x1", "x2", "cart_abandoned_7d")
+FEATURES = ("x1", "x2", "cart_open")
 
 
 class HashedResponse:
@@ -75,7 +75,7 @@ def model_set(catalog: Catalog = CATALOG) -> ModelSet:
 def random_customers(n: int, seed: int) -> tuple[pd.DataFrame, list[ContactState]]:
     rng = np.random.default_rng(seed)
     features = pd.DataFrame(
-        {"x1": rng.random(n), "x2": rng.random(n), "cart_abandoned_7d": rng.integers(0, 2, n).astype(float)}
+        {"x1": rng.random(n), "x2": rng.random(n), "cart_open": rng.integers(0, 2, n).astype(float)}
     )
     states = [
         ContactState(

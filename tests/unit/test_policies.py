@@ -131,7 +131,7 @@ def test_no_decision_ever_violates_consent_or_caps(
         consents=consents, sent_day=dict(sent_day), sent_week=dict(sent_week), hours_since_last_contact=hours
     )
     now = pd.Timestamp("2026-03-02", tz="UTC") + pd.Timedelta(hours=hour)
-    decision = engine.decide("c1", pd.DataFrame({"x": [0.0], "cart_abandoned_7d": [1.0]}), state, now)
+    decision = engine.decide("c1", pd.DataFrame({"x": [0.0], "cart_open": [1.0]}), state, now)
 
     for proposed in [decision.action, *decision.alternatives]:
         if proposed.channel == "none":
