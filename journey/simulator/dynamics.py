@@ -26,6 +26,7 @@ from journey.simulator.config import (
     SimulationConfig,
     per_state,
 )
+from journey.simulator.draws import CommonDraws
 from journey.simulator.population import Traits, session_start_us
 from journey.simulator.records import EVENT_CHANNEL_CODE, BoolArray, EventLog, FloatArray, IntArray
 
@@ -118,6 +119,7 @@ class World:
     state: State
     events: EventLog
     start_us: int
+    draws: CommonDraws  # per-customer draws of the events that decide outcomes (see journey.simulator.draws)
 
     def gap(self, n: int, mean_s: float = 90.0) -> IntArray:
         """Seconds between two clicks of a session, in µs (≥ 5 s, ≤ 10 min)."""
@@ -200,7 +202,8 @@ def signup(world: World, idx: IntArray, ts: IntArray, channel: int | IntArray) -
 def basket_value(world: World, idx: IntArray, day: int) -> tuple[FloatArray, IntArray]:
     """Basket amount from the customer's lognormal, net of a live coupon; also the coupon's content code."""
     s = world.state
-    amount = np.exp(world.traits.basket_log_median[idx] + world.rng.normal(0, world.config.basket_sigma, len(idx)))
+    noise = world.config.basket_sigma * world.draws.normal("basket", idx)
+    amount = np.exp(world.traits.basket_log_median[idx] + noise)
     coupon = s.coupon_until[idx] >= day
     amount = np.where(coupon, amount * (1 - world.config.discount_rate), amount)
     content = np.where(coupon, s.coupon_content[idx], -1)
@@ -225,17 +228,17 @@ def checkout_and_pay(
 
     `sure`: a purchase already decided (caused by a contact), so no drop-off.
     """
-    s, rng, cfg = world.state, world.rng, world.config
+    s, cfg = world.state, world.config
     clock = clock.copy()
     anonymous = ~s.identified[idx]
-    go_on = ~anonymous | sure | (rng.random(len(idx)) < cfg.checkout_signup_rate)
+    go_on = ~anonymous | sure | world.draws.bernoulli("checkout_signup", idx, cfg.checkout_signup_rate)
     creates = anonymous & go_on
     clock[creates] += world.gap(int(creates.sum()))
     signup(world, idx[creates], clock[creates], channel[creates])
     clock[go_on] += world.gap(int(go_on.sum()))
     world.events.add(idx[go_on], clock[go_on], "checkout", channel[go_on])
     ps = world.traits.price_sensitivity[idx]
-    paid = go_on & (sure | (rng.random(len(idx)) < payment_probability(cfg, ps)))
+    paid = go_on & (sure | world.draws.bernoulli("payment", idx, payment_probability(cfg, ps)))
     clock[paid] += world.gap(int(paid.sum()))
     value, content = basket_value(world, idx[paid], day)
     world.events.add(idx[paid], clock[paid], "purchase", channel[paid], content, value)
@@ -248,7 +251,7 @@ def checkout_and_pay(
 def buy_in_store(world: World, idx: IntArray, ts: IntArray, day: int, link_all: bool = False) -> BoolArray:
     """A store purchase; anonymous buyers are linked only if they sign up at the till."""
     s = world.state
-    linked = s.identified[idx] | link_all | (world.rng.random(len(idx)) < world.config.store_signup_rate)
+    linked = s.identified[idx] | link_all | world.draws.bernoulli("store_signup", idx, world.config.store_signup_rate)
     till = linked & ~s.identified[idx]
     signup(world, idx[till], ts[till] - MINUTE_US, STORE)
     value, content = basket_value(world, idx[linked], day)
@@ -275,7 +278,7 @@ def sessions(world: World, live: IntArray, day: int, day_us: int) -> tuple[IntAr
     s, t, rng = world.state, world.traits, world.rng
     arriving = live[t.arrival_day[live] == day]
     others = live[t.arrival_day[live] != day]
-    visit = rng.random(len(others)) < visit_probability(world.rates, s.phase[others], t.activity[others])
+    visit = world.draws.bernoulli("visit", others, visit_probability(world.rates, s.phase[others], t.activity[others]))
     returning = others[visit]
     idx = np.concatenate([arriving, returning])
     clock = np.concatenate([t.arrival_us[arriving], session_start_us(rng, day_us, len(returning))])
@@ -291,19 +294,19 @@ def sessions(world: World, live: IntArray, day: int, day_us: int) -> tuple[IntAr
 
 def _browse(world: World, idx: IntArray, clock: IntArray, channel: IntArray, day: int) -> IntArray:
     """Product views → add to cart → checkout → payment, with a drop-off at every step."""
-    s, t, r, rng = world.state, world.traits, world.rates, world.rng
+    s, t, r = world.state, world.traits, world.rates
     phase = s.phase[idx]
-    views = rng.poisson(r.views[phase])
+    views = world.draws.poisson("views", idx, r.views[phase])
     clock = view_products(world, idx, clock, channel, views)
     s.last_view[idx[views > 0]] = day
-    added = (views > 0) & (rng.random(len(idx)) < r.add_to_cart[phase])
+    added = (views > 0) & world.draws.bernoulli("add_to_cart", idx, r.add_to_cart[phase])
     clock[added] += world.gap(int(added.sum()))
     world.events.add(idx[added], clock[added], "add_to_cart", channel[added])
     s.cart_open[idx[added]] = True
     s.last_cart[idx[added]] = day
-    resumed = ~added & s.cart_open[idx] & (rng.random(len(idx)) < world.config.cart_return_rate)
+    resumed = ~added & s.cart_open[idx] & world.draws.bernoulli("cart_return", idx, world.config.cart_return_rate)
     p_checkout = checkout_probability(r, phase, t.price_sensitivity[idx], t.store_preference[idx])
-    checkout = (added | resumed) & (rng.random(len(idx)) < p_checkout)
+    checkout = (added | resumed) & world.draws.bernoulli("checkout", idx, p_checkout)
     _, clock[checkout] = checkout_and_pay(world, idx[checkout], clock[checkout], channel[checkout], day)
     return clock
 
@@ -311,7 +314,7 @@ def _browse(world: World, idx: IntArray, clock: IntArray, channel: IntArray, day
 def _signup_on_visit(world: World, idx: IntArray, clock: IntArray, channel: IntArray) -> None:
     s = world.state
     p = world.rates.signup[s.phase[idx]]
-    new = ~s.identified[idx] & (world.rng.random(len(idx)) < p)
+    new = ~s.identified[idx] & world.draws.bernoulli("signup", idx, p)
     signup(world, idx[new], clock[new] + world.gap(int(new.sum())), channel[new])
 
 
@@ -319,7 +322,7 @@ def store_visits(world: World, live: IntArray, day: int, day_us: int) -> None:
     """Store purchases, mostly by people who researched online first (the purchase phase browses a lot)."""
     t, rng = world.traits, world.rng
     p = store_probability(world.rates, world.state.phase[live], t.store_preference[live])
-    buyers = live[rng.random(len(live)) < p]
+    buyers = live[world.draws.bernoulli("store", live, p)]
     ts = day_us + 10 * HOUR_US + rng.integers(0, 9 * HOUR_US, size=len(buyers))
     buy_in_store(world, buyers, ts, day)
 
@@ -337,13 +340,13 @@ def after_sales(world: World, live: IntArray, day: int, day_us: int) -> None:
 
     recent = (day - s.last_purchase[idx]) < 30
     p_ticket = cfg.support_rate * (1.5 - t.satisfaction[idx]) + 0.015 * recent
-    ticket = rng.random(len(idx)) < p_ticket
+    ticket = world.draws.bernoulli("ticket", idx, p_ticket)
     world.events.add(idx[ticket], at(ticket), "support_ticket", rng.choice(_SUPPORT, int(ticket.sum()), p=_SUPPORT_P))
-    survey = rng.random(len(idx)) < cfg.survey_rate
+    survey = world.draws.bernoulli("survey", idx, cfg.survey_rate)
     world.events.add(idx[survey], at(survey), "survey", WEB, -1, survey_score(world, idx[survey]))
-    review = (s.n_purchases[idx] > 0) & (rng.random(len(idx)) < world.rates.review[phase])
+    review = (s.n_purchases[idx] > 0) & world.draws.bernoulli("review", idx, world.rates.review[phase])
     world.events.add(idx[review], at(review), "review", WEB, -1, review_stars(world, idx[review]))
-    referral = (phase == ADVOCACY) & (rng.random(len(idx)) < cfg.referral_rate)
+    referral = (phase == ADVOCACY) & world.draws.bernoulli("referral", idx, cfg.referral_rate)
     world.events.add(idx[referral], at(referral), "referral", WEB)
     s.last_active[idx[ticket | survey | review | referral]] = day
 
@@ -367,7 +370,7 @@ def review_stars(world: World, idx: IntArray) -> FloatArray:
 
 def transitions(world: World, live: IntArray, day: int, day_us: int) -> None:
     """End-of-day moves along the journey, and drift to dormant/churned for the inactive and over-contacted."""
-    s, cfg, rng = world.state, world.config, world.rng
+    s, cfg = world.state, world.config
     ts = day_us + DAY_US - 1_000_000
     phase = s.phase[live]
     inactive = np.minimum(day - s.last_active[live], 60)
@@ -389,7 +392,7 @@ def transitions(world: World, live: IntArray, day: int, day_us: int) -> None:
         (DORMANT, s.prev_live[live], cfg.dormant_return + 0.35 * visited),
         (DORMANT, CHURNED, cfg.dormant_to_churned + 0.002 * fatigue),
     ]
-    u = rng.random(len(live))  # one draw per customer, split into the hazards of the moves open to them
+    u = world.draws.uniform("transition", live)  # one draw per customer, split into the hazards of the moves
     moved = (phase < DORMANT) & (u < drift)
     world.move(live[moved], DORMANT, ts)
     cumulative = np.where(phase < DORMANT, drift, 0.0)
@@ -403,5 +406,5 @@ def transitions(world: World, live: IntArray, day: int, day_us: int) -> None:
 
 def churned_returns(world: World, churned: IntArray, day_us: int) -> None:
     """Churned customers almost never come back."""
-    back = churned[world.rng.random(len(churned)) < world.config.churned_return]
+    back = churned[world.draws.bernoulli("churned_return", churned, world.config.churned_return)]
     world.move(back, world.state.prev_live[back], day_us + DAY_US - 1_000_000)

@@ -25,6 +25,7 @@ from journey.simulator.config import (
     STATE_NAMES,
     SimulationConfig,
 )
+from journey.simulator.draws import CommonDraws
 from journey.simulator.dynamics import (
     Rates,
     World,
@@ -83,6 +84,7 @@ class JourneyEnvironment:
             state=initial_state(self.config, traits, tuple(consents)),
             events=EventLog(),
             start_us=self.start_us,
+            draws=CommonDraws(self.config.seed, self.config.customers),
         )
         self.outbound = Outbound(self.world, self.catalog, self.tables)
         width = max(6, len(str(self.config.customers - 1)))
@@ -150,6 +152,7 @@ class JourneyEnvironment:
     def step(self, policy: OutboundPolicy) -> None:
         """Simulate one day."""
         w, s, day = self.world, self.world.state, self.day
+        w.draws.start_day(day)
         day_us = self.start_us + day * DAY_US
         arriving = self._arrivals[day]
         self._activate(arriving, w.traits.arrival_us[arriving])

@@ -70,9 +70,9 @@ class Outbound:
         s, rng = w.state, w.rng
         truth = self.truth(idx, channel, content, visit_window=False)
         n = len(idx)
-        engaged = rng.random(n) < truth.p_engage
-        unsubscribes = rng.random(n) < truth.p_unsubscribe
-        caused_draw = rng.random(n) < truth.lift
+        engaged = w.draws.bernoulli("engage", idx, truth.p_engage)
+        unsubscribes = w.draws.bernoulli("unsubscribe", idx, truth.p_unsubscribe)
+        caused_draw = w.draws.bernoulli("caused", idx, truth.lift)
         s.fatigue[idx] += tb.ch_fatigue[channel]
         delay = w.gap(n, 40.0) if shown else (np.clip(rng.exponential(2.0, n), 0.02, 8.0) * HOUR_US).astype(np.int64)
         response_ts = ts + delay
@@ -122,13 +122,14 @@ class Outbound:
 
     def _reactivate(self, idx: IntArray, content: IntArray, ts: IntArray) -> None:
         w = self.world
-        back = (w.state.phase[idx] == DORMANT) & (w.rng.random(len(idx)) < self.tables.reactivation[content])
+        back = (w.state.phase[idx] == DORMANT) & w.draws.bernoulli("reactivate", idx, self.tables.reactivation[content])
         w.move(idx[back], w.state.prev_live[idx[back]], ts[back])
 
     def _advance(self, idx: IntArray, content: IntArray, ts: IntArray) -> None:
         w = self.world
         source, target = self.tables.advance[content, 0], self.tables.advance[content, 1]
-        go = (source >= 0) & (w.state.phase[idx] == source) & (w.rng.random(len(idx)) < self.tables.advance_p[content])
+        p = self.tables.advance_p[content]
+        go = (source >= 0) & (w.state.phase[idx] == source) & w.draws.bernoulli("advance", idx, p)
         w.move(idx[go], target[go], ts[go])
 
     def _goals(self, idx: IntArray, channel: IntArray, content: IntArray, ts: IntArray, day: int) -> None:
@@ -158,7 +159,7 @@ class Outbound:
     def _purchase(self, idx: IntArray, ts: IntArray, channel: IntArray, day: int) -> None:
         """Store-minded customers go to the store; others resume their cart or go through the funnel."""
         w = self.world
-        in_store = w.rng.random(len(idx)) < w.traits.store_preference[idx]
+        in_store = w.draws.bernoulli("caused_in_store", idx, w.traits.store_preference[idx])
         buy_in_store(w, idx[in_store], ts[in_store] + HOUR_US, day)
         idx, ts, channel = idx[~in_store], ts[~in_store], channel[~in_store]
         fresh = ~w.state.cart_open[idx]

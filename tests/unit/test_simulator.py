@@ -12,6 +12,7 @@ from journey.catalog import Catalog, load_catalog
 from journey.simulator import (
     DecisionContext,
     Decisions,
+    JourneyEnvironment,
     RandomLoggingPolicy,
     SimulatedData,
     SimulationConfig,
@@ -276,3 +277,62 @@ def test_the_data_contract_accepts_every_row(data: SimulatedData) -> None:
     checked = contract.validate(customers=data.customers, events=data.events, contacts=data.contacts)
     assert checked.problems == []
     assert all(report.rows_quarantined == 0 for report in checked.reports)
+
+
+def test_common_draws_follow_the_customer_not_the_call() -> None:
+    from journey.simulator.draws import CommonDraws
+
+    draws = CommonDraws(seed=3, customers=10)
+    draws.start_day(5)
+    everyone = draws.uniform("visit", np.arange(10))
+    assert np.array_equal(draws.uniform("visit", np.array([7, 2])), everyone[[7, 2]])
+    assert not np.array_equal(draws.uniform("store", np.arange(10)), everyone)
+    draws.start_day(6)
+    assert not np.array_equal(draws.uniform("visit", np.arange(10)), everyone)
+    again = CommonDraws(seed=3, customers=10)
+    again.start_day(5)
+    assert np.array_equal(again.uniform("visit", np.arange(10)), everyone)
+
+
+def test_keyed_poisson_and_normal_have_the_right_moments() -> None:
+    from journey.simulator.draws import CommonDraws
+
+    draws = CommonDraws(seed=0, customers=200_000)
+    draws.start_day(0)
+    idx = np.arange(200_000)
+    counts = draws.poisson("views", idx, np.full(200_000, 2.5))
+    assert counts.mean() == pytest.approx(2.5, abs=0.02) and counts.var() == pytest.approx(2.5, abs=0.05)
+    z = draws.normal("basket", idx)
+    assert z.mean() == pytest.approx(0.0, abs=0.01) and z.std() == pytest.approx(1.0, abs=0.01)
+
+
+def test_organic_lives_do_not_depend_on_the_shared_stream() -> None:
+    """Common random numbers: whatever else consumed the shared generator (another policy's contacts), the same
+    customers visit and buy the same way, so policy comparisons measure the policies, not the dice."""
+
+    def organic_purchases(extra_draws: int) -> pd.DataFrame:
+        env = JourneyEnvironment(SimulationConfig(customers=300, days=40, seed=4, start=START))
+        for day in range(40):
+            if day == 20:
+                env.world.rng.random(extra_draws)
+            env.step(_NoContact())
+        events = env.collect().events
+        buys = events.loc[events["event_type"].isin(["purchase", "store_purchase"]), ["customer_id", "value"]]
+        return buys.sort_values(["customer_id", "value"], ignore_index=True)
+
+    baseline = organic_purchases(0)
+    assert len(baseline) > 20
+    pd.testing.assert_frame_equal(organic_purchases(17), baseline)
+
+
+class _NoContact:
+    name = "none"
+
+    def decide(self, context: DecisionContext) -> Decisions:
+        n = len(context.customer_ids)
+        return Decisions(
+            channel=np.full(n, NO_CONTACT, dtype=object),
+            content=np.full(n, NO_CONTENT, dtype=object),
+            propensity=np.ones(n),
+            policy=self.name,
+        )
