@@ -9,8 +9,9 @@ the point-in-time features at the campaign, `training.labels.response_dataset` l
 a visit within 14 days), and the response models are trained: the registered S-learner
 (`training.pipeline.train_task`, through MLflow), the DR-learner of `training.uplift`, and — `parcours` — the
 policy learner of `training.policy_learning` (cross-fitted DR scores; the best constant e-mail policy, or a
-depth ≤ 2 policy tree that deviates from it only where the lower confidence bound of the DR gain is positive,
-chosen per price by cross-fitted DR value on the training half). Each sits behind the response model's
+depth ≤ 2 policy tree whose leaves deviate from it where the DR gain minus kappa standard errors is positive —
+depth and kappa chosen per price by cross-fitted DR value on the training half only, a tree kept when its
+cross-fitted gain over the constant exceeds z standard errors, `--z`). Each sits behind the response model's
 interface; on the other half the DecisionEngine decides with catalog cost c per e-mail (in visits): the e-mail
 with the largest uplift − c, or none. Each policy's visits per customer are estimated by IPS with the known
 propensity 1/3; net = visits − c × share e-mailed. Constant policies and a plain LightGBM S-learner on the raw
@@ -205,13 +206,13 @@ def dr_learner_model(train: pd.DataFrame, names: list[str], catalog: Any, seed: 
     )
 
 
-def fit_policy_learner(train: pd.DataFrame, features: list[str], seed: int) -> Any:
+def fit_policy_learner(train: pd.DataFrame, features: list[str], seed: int, z: float | None = None) -> Any:
     """The policy learner's cross-fitted nuisances on the training half (tuned per price by `policy_model`)."""
     from training.policy_learning import PolicyLearner
 
     X = train[features].to_numpy(dtype=np.float64)
     arm = train["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
-    return PolicyLearner(seed=seed).fit(
+    return PolicyLearner(seed=seed, z=z).fit(
         X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
     )
 
@@ -315,7 +316,13 @@ def ips_value(chosen: np.ndarray, logged: np.ndarray, reward: np.ndarray, cost: 
 
 
 def run_seed(
-    raw: pd.DataFrame, table: pd.DataFrame, names: list[str], catalog: Any, seed: int, costs: Sequence[float]
+    raw: pd.DataFrame,
+    table: pd.DataFrame,
+    names: list[str],
+    catalog: Any,
+    seed: int,
+    costs: Sequence[float],
+    z: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     rng = np.random.default_rng(seed)
     in_eval = rng.permutation(len(table)) < len(table) // 2
@@ -324,7 +331,7 @@ def run_seed(
     with tempfile.TemporaryDirectory(prefix="hillstrom-") as home:
         s_model = train_parcours_s_learner(train, names, catalog, Path(home), seed)
     dr_model = dr_learner_model(train, names, catalog, seed, s_model)
-    learner = fit_policy_learner(train, list(s_model.feature_names), seed)
+    learner = fit_policy_learner(train, list(s_model.feature_names), seed, z)
     plain = plain_s_learner(train, test, raw, seed)
     logged, reward = test["arm"].to_numpy(dtype=object), test["label"].to_numpy(float)
     per_cost: dict[str, Any] = {}
@@ -391,12 +398,17 @@ def summarise(per_seed: list[dict[str, Any]], costs: Sequence[float]) -> dict[st
             "parcours_beats_all_baselines": all(paired[n]["diff_mean"] > 1e-12 for n in BASELINES),
             "parcours_minus_baseline": paired,
             "policy_choice": [s["policy_choice"][key]["candidate"] for s in per_seed],
+            "policy_kappa": [s["policy_choice"][key]["kappa"] for s in per_seed],
         }
     return out
 
 
 def run(
-    data_dir: Path | None, seeds: Sequence[int], costs: Sequence[float], sample: int | None = None
+    data_dir: Path | None,
+    seeds: Sequence[int],
+    costs: Sequence[float],
+    sample: int | None = None,
+    z: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     from journey.catalog import load_catalog
 
@@ -412,11 +424,12 @@ def run(
     table, names = decision_table(raw, catalog)
     per_seed, first = [], None
     for seed in seeds:
-        result, decisions = run_seed(raw, table, names, catalog, seed, costs)
+        result, decisions = run_seed(raw, table, names, catalog, seed, costs, z)
         per_seed.append(result)
         first = decisions if first is None else first
         print(f"seed {seed}: " + "; ".join(
-            f"c={c}: parcours {v['parcours']['net']:.4f} ({result['policy_choice'][c]['candidate']}) "
+            f"c={c}: parcours {v['parcours']['net']:.4f} ({result['policy_choice'][c]['best_candidate']}"
+            f"{'' if result['policy_choice'][c]['candidate'] != 'constant' else ' -> constant'}) "
             f"s-learner {v['s_learner_lgbm']['net']:.4f} mens {v['all_mens']['net']:.4f} "
             f"none {v['no_email']['net']:.4f}" for c, v in result["costs"].items()), flush=True)  # fmt: skip
     payload = {
@@ -426,6 +439,7 @@ def run(
         "seeds": list(seeds),
         "customers": len(raw),
         "costs": list(costs),
+        "policy_z": z,
         "summary": summarise(per_seed, costs),
         "per_seed": per_seed,
         "runtime_seconds": round(time.perf_counter() - started, 1),
@@ -448,9 +462,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decisions-out", type=Path, default=None, help="CSV of the decisions (first seed)")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--sample", type=int, default=None, help="use a fixed random subset of N customers")
+    parser.add_argument("--z", type=float, default=None, help="policy learner's gate (default: its own, 1.96)")
     args = parser.parse_args(argv)
+    if args.z is not None and args.z < 0:
+        parser.error(f"--z must be >= 0, got {args.z}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed if args.seed is not None else 0]
-    payload, decisions = run(args.data_dir, seeds, _floats(args.costs), args.sample)
+    payload, decisions = run(args.data_dir, seeds, _floats(args.costs), args.sample, args.z)
     write_json(args.out, payload)
     if args.decisions_out is not None:
         args.decisions_out.parent.mkdir(parents=True, exist_ok=True)

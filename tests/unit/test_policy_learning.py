@@ -139,6 +139,10 @@ def test_policy_learner_rejects_bad_arguments(fitted) -> None:
         PolicyLearner(depths=[3])
     with pytest.raises(ValueError, match="z must be"):
         PolicyLearner(z=-1.0)
+    with pytest.raises(ValueError, match="kappas"):
+        PolicyLearner(kappas=[])
+    with pytest.raises(ValueError, match="kappas"):
+        PolicyLearner(kappas=[1.0, -0.5])
     with pytest.raises(ValueError, match="value must be > 0"):
         learner.tune(cost=0.1, value=0.0)
     with pytest.raises(ValueError, match="unknown candidate"):
@@ -153,3 +157,57 @@ def test_net_rewards_put_no_contact_first() -> None:
     out = net_rewards(np.array([[0.1, 0.3]]), np.array([2.0, 1.0]), np.array([0.05, 0.1]))
     assert out[0].tolist() == pytest.approx([0.0, 0.15, 0.2])
     assert Split(0, 0.5).threshold == 0.5
+
+
+def _second_arm_segment(n: int, seed: int, gain: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Arm 1 lifts everyone by 0.10 (the best constant); arm 2 by 0.10 + `gain` where x0 = x1 = 1, 0.02 elsewhere:
+    with gain > 0 the optimal policy sends arm 2 to that quarter of rows, with gain = 0 it is arm 1 for all."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 2, (n, 4)).astype(float)
+    arm = rng.integers(0, 3, n)
+    segment = (X[:, 0] == 1) & (X[:, 1] == 1)
+    p = 0.2 + np.where(arm == 1, 0.10, 0.0) + np.where(arm == 2, np.where(segment, 0.10 + gain, 0.02), 0.0)
+    return X, arm, (rng.random(n) < p).astype(float), segment
+
+
+def test_expected_value_rule_deviates_where_a_segment_truly_gains() -> None:
+    X, arm, y, segment = _second_arm_segment(12000, seed=6, gain=0.08)
+    pscore = np.full(len(X), 1 / 3)
+    learner = PolicyLearner(seed=2, folds=3, z=0.0).fit(X, arm, y, arms=[1, 2], control=0, pscore=pscore)
+    tuned = learner.tune(cost=0.0)
+    assert tuned.choice.reference == 0 and tuned.choice.candidate in {"tree-1", "tree-2"}
+    acts = tuned.act(X)
+    assert (acts[segment] == 1).mean() > 0.95 and (acts[~segment] == 0).mean() > 0.95
+    assert tuned.choice.kappa in learner.kappas and tuned.choice.gain > 0
+
+
+@pytest.mark.parametrize(("gain", "z"), [(-0.02, None), (0.0, None), (0.0, 0.0)])
+def test_policy_learner_keeps_the_constant_when_the_segment_gains_nothing(gain: float, z: float | None) -> None:
+    X, arm, y, _ = _second_arm_segment(12000, seed=7, gain=gain)
+    learner = PolicyLearner(seed=3, folds=3, z=z).fit(X, arm, y, arms=[1, 2], control=0, pscore=np.full(len(X), 1 / 3))
+    tuned = learner.tune(cost=0.0)
+    assert tuned.choice.candidate == "constant" and tuned.choice.deviating_share == 0.0
+    assert (tuned.act(X) == 0).all()
+
+
+def test_depth_and_kappa_are_chosen_by_cross_fitted_value(fitted) -> None:
+    learner, _, _ = fitted
+    tuned = learner.tune(cost=0.15)
+    names = learner.candidates()
+    assert set(tuned.choice.values) == set(names) and names["constant"] == (0, 0.0)
+    assert tuned.choice.best_candidate == max(tuned.choice.values, key=lambda n: tuned.choice.values[n])
+    choice = tuned.choice
+    assert choice.gain == pytest.approx(choice.values[choice.best_candidate] - choice.constant_value)
+    depth, kappa = names[tuned.choice.best_candidate]
+    assert tuned.choice.candidate == f"tree-{depth}" and tuned.choice.kappa == kappa
+
+
+def test_a_larger_kappa_deviates_on_a_subset_of_the_rows(fitted) -> None:
+    learner, X, _ = fitted
+    for cost in (0.0, 0.15):
+        free = learner.tune(cost=cost, candidate="tree-2/kappa=0")
+        careful = learner.tune(cost=cost, candidate="tree-2/kappa=1.645")
+        ref = free.choice.reference
+        assert careful.choice.reference == ref and free.choice.kappa == 0.0 and careful.choice.kappa == 1.645
+        deviates_careful = careful.act(X) != ref
+        assert not (deviates_careful & (free.act(X) == ref)).any()
