@@ -220,8 +220,30 @@ def response_matrix(model: LoadedModel, row: np.ndarray, actions: Sequence[Actio
     return matrix, scorable
 
 
+RESPONSE_EFFECT = "response_effect"
+
+
+def effect_per_response(model: LoadedModel) -> dict[str, float] | None:
+    """The per-content effects of a response-propensity model (training/response_effect.py), None for an
+    S-learner. Such a model predicts P(respond | x, action); uplift = that × the content's effect."""
+    if model.metadata.get("uplift_method") != RESPONSE_EFFECT:
+        return None
+    return {str(k): float(v) for k, v in (model.metadata.get("effect_per_response") or {}).items()}
+
+
 def uplifts(model: LoadedModel, row: np.ndarray, actions: Sequence[Action]) -> tuple[np.ndarray, np.ndarray]:
-    """P(goal | action) and P(goal | no contact) for each action, in one predict call (NaN if not scorable)."""
+    """P(goal | action) and P(goal | no contact) for each action, in one predict call (NaN if not scorable).
+
+    For a response-propensity model: (P(respond) × effect, 0), whose difference is the uplift."""
+    effects = effect_per_response(model)
+    if effects is not None:
+        matrix, scorable = response_matrix(model, row, actions)
+        treated = np.full(len(actions), np.nan)
+        if scorable.any():
+            proba = model.predict(matrix[scorable]).reshape(-1)
+            effect = np.array([effects.get(a.content, 0.0) for a in actions], dtype=np.float64)
+            treated[scorable] = proba * effect[scorable]
+        return treated, np.where(np.isnan(treated), np.nan, 0.0)
     controls = [Action(NO_CONTACT, a.content) for a in actions]
     matrix, scorable = response_matrix(model, row, [*actions, *controls])
     proba = np.full(len(matrix), np.nan)
@@ -255,6 +277,9 @@ def pair_uplifts(
     width = max(len(contents), 1)
     keys, inverse = np.unique(t_rows * width + t_content, return_inverse=True)
     c_rows, c_content = keys // width, keys % width
+    effects = effect_per_response(model)
+    if effects is not None:  # response propensity × effect per response; no control rows to predict
+        return _response_effect_pairs(model, matrix, rows, columns, actions, effects, predict_kwargs)
     if none_code < 0:  # no control rows to compare with: nothing is scorable
         return treated, control
     n_treated, features = len(t_rows), matrix.shape[1]
@@ -269,4 +294,32 @@ def pair_uplifts(
         proba = model.predict(stacked, **dict(predict_kwargs or {})).reshape(-1)
         treated[ok] = proba[:n_treated]
         control[ok] = proba[n_treated:][inverse.reshape(-1)]
+    return treated, control
+
+
+def _response_effect_pairs(
+    model: LoadedModel,
+    matrix: np.ndarray,
+    rows: np.ndarray,
+    columns: np.ndarray,
+    actions: Sequence[Action],
+    effects: Mapping[str, float],
+    predict_kwargs: Mapping[str, Any] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P(respond | x, a) × effect of a's content, 0) per pair, in one predict call; NaN for unknown actions."""
+    channels, contents = model.action_codes(ACTION_CHANNEL), model.action_codes(ACTION_CONTENT)
+    channel_code = np.array([channels.get(a.channel, -1) for a in actions], dtype=np.int64)
+    content_code = np.array([contents.get(a.content, -1) for a in actions], dtype=np.int64)
+    effect = np.array([effects.get(a.content, 0.0) for a in actions], dtype=np.float64)
+    treated, control = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    ok = (channel_code[columns] >= 0) & (content_code[columns] >= 0)
+    if not ok.any():
+        return treated, control
+    stacked = np.empty((int(ok.sum()), matrix.shape[1] + 2), dtype=np.float64)
+    np.take(matrix, rows[ok], axis=0, out=stacked[:, :-2])
+    stacked[:, -2] = channel_code[columns[ok]]
+    stacked[:, -1] = content_code[columns[ok]]
+    proba = model.predict(stacked, **dict(predict_kwargs or {})).reshape(-1)
+    treated[ok] = proba * effect[columns[ok]]
+    control[ok] = 0.0
     return treated, control

@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     )
 
     # --- policy evaluation (add fields for that area below this line)
+    uplift_method: Literal["response_effect", "s_learner"] = Field(
+        default="response_effect",
+        description="How the response model estimates uplift: 'response_effect' = P(respond | customer, action) "
+        "from LightGBM × the content's effect per response (randomized logs, shrunk; training/response_effect.py); "
+        "'s_learner' = P(goal | action) − P(goal | none) from one LightGBM. Without enough logged responses "
+        "(opens, clicks…) the S-learner is trained whatever this says.",
+    )
     response_label: Literal["goal", "engagement"] = Field(
         default="goal",
         description="Response-model label for connection/consideration contents: 'goal' counts their goal events "

@@ -251,3 +251,17 @@ def plot_uplift_deciles(table: pd.DataFrame, title: str = "Uplift by decile of p
     ax.set(xlabel="bin (1 = highest predicted uplift)", ylabel="treated − control rate", title=title)
     ax.legend()
     return fig
+
+
+def plot_effects(table: pd.DataFrame, title: str = "Effect of a response on the content's goal") -> Figure:
+    """Raw Wald estimate ± 2 SE and the shrunk effect used, per content (an `EffectTable.frame()`)."""
+    fig = _figure()
+    ax = fig.subplots()
+    y = np.arange(len(table))
+    ax.errorbar(table["estimate"], y, xerr=2 * table["se"], fmt="o", color="grey", label="raw estimate ± 2 SE")
+    ax.scatter(table["effect"], y, color="tab:green", zorder=3, label="shrunk (used)")
+    ax.axvline(0.0, color="grey", linewidth=1)
+    ax.set_yticks(y, table["content"].tolist())
+    ax.set(xlabel="P(goal | sent) − P(goal | none), per response", title=title)
+    ax.legend()
+    return fig

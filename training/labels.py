@@ -63,6 +63,8 @@ RESPONSE_COLUMNS: tuple[str, ...] = (
     "propensity",
     "label",
     "value_observed",
+    "responded",
+    "unsubscribed",
 )
 
 # Decision-log feedback outcomes (journey.logbook.FEEDBACK_OUTCOMES) that stand for a response or a reached goal.
@@ -322,6 +324,7 @@ class _Outcomes:
     product_views: np.ndarray
     knowledge: np.ndarray
     responded: dict[str, np.ndarray]  # catalog content -> a response to that content
+    unsubscribed: dict[str, np.ndarray]  # catalog channel -> an unsubscribe from that channel
 
     def goal(self, objective: str, response: np.ndarray, count_responses: bool = True) -> np.ndarray:
         """Whether an `objective` goal was reached, given the response indicator that applies to the row.
@@ -348,6 +351,7 @@ class _Outcomes:
             self.product_views[rows],
             self.knowledge[rows],
             {c: r[rows] for c, r in self.responded.items()},
+            {c: u[rows] for c, u in self.unsubscribed.items()},
         )
 
 
@@ -356,6 +360,7 @@ def _outcomes(events: pd.DataFrame, anchors: _Anchors, catalog: Catalog, window:
         return _window(selected, anchors, _days(0), window, closed="right")
 
     purchases, value = count(_select(events, _CONVERSION_GOALS))
+    unsubscribes = _select(events, {EventType.UNSUBSCRIBE.value})
     return _Outcomes(
         purchases=purchases,
         purchase_value=value,
@@ -363,11 +368,18 @@ def _outcomes(events: pd.DataFrame, anchors: _Anchors, catalog: Catalog, window:
         product_views=count(_select(events, {EventType.PRODUCT_VIEW.value}))[0],
         knowledge=count(_select(events, _KNOWLEDGE_GOALS))[0],
         responded={k: count(_responses_to(events, k, spec.channels))[0] > 0 for k, spec in catalog.contents.items()},
+        unsubscribed={c: count(unsubscribes.loc[unsubscribes["channel"] == c])[0] > 0 for c in catalog.channels},
     )
 
 
 def _response_rows(
-    contacts: pd.DataFrame, channel: pd.Series, content: pd.Series, label: np.ndarray, value: np.ndarray
+    contacts: pd.DataFrame,
+    channel: pd.Series,
+    content: pd.Series,
+    label: np.ndarray,
+    value: np.ndarray,
+    responded: np.ndarray,
+    unsubscribed: np.ndarray,
 ) -> pd.DataFrame:
     contacts = contacts.reset_index(drop=True)
     return pd.DataFrame(
@@ -380,6 +392,8 @@ def _response_rows(
             "propensity": contacts["propensity"].astype("float64") if "propensity" in contacts else np.nan,
             "label": label.astype(np.int64),
             "value_observed": value.astype(np.float64),
+            "responded": responded.astype(np.int64),
+            "unsubscribed": unsubscribed.astype(np.int64),
         }
     )
 
@@ -400,7 +414,10 @@ def _treated_rows(
         label |= rows & out.goal(obj.value, response, count_responses)
     conversion = (objective == Objective.CONVERSION.value).to_numpy()
     value = np.where(conversion, np.where(out.purchases > 0, out.purchase_value, told.value), np.nan)
-    return _response_rows(contacts, channel, content, label, value)
+    unsubscribed = np.zeros(len(contacts), dtype=bool)
+    for name, left in out.unsubscribed.items():
+        unsubscribed |= (channel == name).to_numpy() & left
+    return _response_rows(contacts, channel, content, label, value, response, unsubscribed)
 
 
 def _control_rows(
@@ -422,7 +439,9 @@ def _control_rows(
             if conversion
             else np.full(len(contacts), np.nan)
         )
-        rows = _response_rows(contacts, none, pd.Series([name] * len(contacts), dtype=object), label, value)
+        content = pd.Series([name] * len(contacts), dtype=object)
+        nothing = np.zeros(len(contacts), dtype=bool)
+        rows = _response_rows(contacts, none, content, label, value, nothing, nothing)
         rows["_k"] = len(parts)
         parts.append(rows)
     frame = pd.concat(parts, ignore_index=True)
@@ -523,7 +542,7 @@ def _empty_response_frame() -> pd.DataFrame:
     frame = pd.DataFrame({c: pd.Series(dtype=object) for c in RESPONSE_COLUMNS})
     frame["event_timestamp"] = pd.Series(dtype="datetime64[us, UTC]")
     frame["propensity"] = frame["value_observed"] = pd.Series(dtype="float64")
-    frame["label"] = pd.Series(dtype="int64")
+    frame["label"] = frame["responded"] = frame["unsubscribed"] = pd.Series(dtype="int64")
     return frame
 
 

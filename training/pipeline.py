@@ -14,7 +14,7 @@ import logging
 import tempfile
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -31,6 +31,14 @@ from training.baselines import LogisticBaseline, RecencyFrequencyBaseline
 from training.calibration import CalibrationChoice, choose_calibration
 from training.lgbm import ACTION_COLUMNS, LightGBMTask, encode_actions
 from training.registry import SCHEMA_VERSION, ModelVersionRef, log_and_register
+from training.response_effect import (
+    METHOD,
+    EffectTable,
+    effect_table,
+    enough_responses,
+    opt_out_rates,
+    propensity_rows,
+)
 from training.tracking import configure_mlflow
 
 log = logging.getLogger(__name__)
@@ -324,6 +332,31 @@ def _response_checks(
     return metrics
 
 
+def _response_effects(dataset: Any, settings: Settings) -> EffectTable | None:
+    """The per-content effects per response (train and valid rows: test stays unseen), or None for the S-learner
+    (chosen in the settings, or too few logged responses to learn who responds)."""
+    if settings.uplift_method != METHOD or not enough_responses(dataset.frame):
+        return None
+    return effect_table(dataset.frame.loc[(dataset.split != "test").to_numpy()])
+
+
+def _propensity_dataset(dataset: Any) -> Any:
+    """The response dataset reduced to the logged contacts, labelled by `responded`."""
+    rows = propensity_rows(dataset.frame)
+    return replace(dataset, frame=rows, split=dataset.split.loc[rows.index])
+
+
+def _effect_report(effects: EffectTable, artifacts: Path) -> dict[str, float]:
+    """The effect table as CSV and bar chart; pooled effect and spread as metrics."""
+    table = effects.frame()
+    table.to_csv(artifacts / "effect_per_response.csv", index=False)
+    if not table.empty:
+        _save(ev.plot_effects(table), artifacts / "effect_per_response.png")
+    metrics = {"effect_pooled": effects.pooled, "effect_spread": effects.spread}
+    metrics.update({f"effect_{c.content}": c.effect for c in effects.contents})
+    return metrics
+
+
 # ------------------------------------------------------------------------------- calibration, backtest, truth
 def _calibrate(task: str, model: LightGBMTask, data: _Splits) -> CalibrationChoice | None:
     """Fit calibration maps on valid, keep one only if it helps on test (binary customer models only)."""
@@ -486,6 +519,10 @@ def train_task(
         raise ValueError(f"{task}: no usable numeric feature among {list(dataset.feature_names)[:10]}")
     is_response = task == "response"
     categorical = list(ACTION_COLUMNS) if is_response else []
+    effects = _response_effects(dataset, settings) if is_response else None
+    opt_outs = opt_out_rates(dataset.frame.loc[(dataset.split != "test").to_numpy()]) if is_response else {}
+    if effects is not None:
+        dataset = _propensity_dataset(dataset)
     data = _splits(dataset, features + categorical, catalog if is_response else None)
     if data.X["train"].empty:
         raise ValueError(f"{task}: the training split is empty")
@@ -493,6 +530,8 @@ def train_task(
 
     with mlflow.start_run(run_name=task, nested=mlflow.active_run() is not None) as run:
         mlflow.set_tags({"parcours.task": task, "parcours.eval_split": eval_split})
+        if is_response:
+            mlflow.set_tags({"parcours.uplift_method": METHOD if effects is not None else "s_learner"})
         model, metrics = _fit_best_weighting(task, data, categorical, settings.seed)
         baselines = _fit_baselines(task, data, categorical)
         X_eval, y_eval = data.X[eval_split], data.y[eval_split]
@@ -523,7 +562,9 @@ def train_task(
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             _plots(task, y_eval, scores, model, out, raw=raw if chosen is not None else None)
-            if is_response:
+            if is_response and effects is not None:
+                metrics.update(_effect_report(effects, out))
+            elif is_response:
                 metrics.update(_response_checks(model, data.rows[eval_split], features, catalog, out))
             metrics.update(_backtest(task, data, categorical, settings, model.class_weight, out))
             if task == "phase" and phase_truth is not None:
@@ -536,6 +577,12 @@ def train_task(
             mlflow.log_metrics(_finite(metrics))
             mlflow.log_artifacts(str(out))
         metadata = _metadata(task, features, model, catalog)
+        if opt_outs:
+            metadata["opt_out_rate"] = opt_outs
+            metrics.update({f"opt_out_rate_{c}": r for c, r in opt_outs.items()})
+        if effects is not None:
+            metadata["uplift_method"] = METHOD
+            metadata["effect_per_response"] = effects.effects(list(catalog.contents))
         if chosen is not None:
             metadata["calibration"] = chosen.metadata()
         version = log_and_register(task, model, metadata, data.X["train"], settings)

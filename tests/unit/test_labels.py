@@ -333,8 +333,38 @@ def test_unknown_actions_are_dropped_and_columns_are_stable() -> None:
         "propensity",
         "label",
         "value_observed",
+        "responded",
+        "unsubscribed",
     ]
     assert out["decision_id"].tolist() == ["d3"]
     assert str(out["event_timestamp"].dtype) == "datetime64[us, UTC]"
     empty = response_dataset(log.iloc[:0], events(), CATALOG, 7)
     assert empty.columns.tolist() == out.columns.tolist() and empty.empty
+
+
+def test_responded_marks_the_contacts_that_were_answered() -> None:
+    log = contacts(
+        ("d1", "a", T0, "email", "educational_guide", 0.5),
+        ("d2", "b", T0, "email", "educational_guide", 0.5),
+        ("d3", "c", T0, "none", "none", 0.5),
+    )
+    ev = events(("a", day(1), "email_open", np.nan, "email"), ("c", day(1), "email_open", np.nan, "email"))
+    ev["content"] = ["educational_guide", "educational_guide"]
+    out = response_dataset(log, ev, CATALOG, 7).set_index(["decision_id", "action_content"])["responded"]
+    assert out["d1", "educational_guide"] == 1
+    assert out["d2", "educational_guide"] == 0
+    assert (out.loc["d3"] == 0).all()  # nothing was sent: nothing to answer
+
+
+def test_unsubscribed_marks_contacts_followed_by_an_opt_out_of_their_channel() -> None:
+    log = contacts(
+        ("d1", "a", T0, "email", "educational_guide", 0.5),
+        ("d2", "b", T0, "sms", "cart_reminder", 0.5),
+        ("d3", "c", T0, "email", "educational_guide", 0.5),
+    )
+    ev = events(("a", day(1), "unsubscribe", np.nan, "email"), ("b", day(1), "unsubscribe", np.nan, "email"))
+    ev = pd.concat([ev, events(("c", day(9), "unsubscribe", np.nan, "email"))], ignore_index=True)
+    out = response_dataset(log, ev, CATALOG, 7).set_index("decision_id")["unsubscribed"]
+    assert out["d1"] == 1
+    assert out["d2"] == 0  # an e-mail opt-out after an SMS
+    assert out["d3"] == 0  # after the window
