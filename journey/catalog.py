@@ -87,6 +87,12 @@ class Catalog(BaseModel):
     channels: dict[str, ChannelSpec] = Field(min_length=1)
     contents: dict[str, ContentSpec] = Field(min_length=1)
     objective_weights: dict[Phase, dict[Objective, float]] = Field(default_factory=dict)
+    # What one channel's consent is worth (content value unit): a contact's expected cost includes
+    # P(opt-out | channel) × this, with the rate learned from the logs. 0 = opt-outs cost nothing.
+    consent_value: float = Field(default=0.0, ge=0)
+    # The pressure any contact puts on the relationship (attention, fatigue), added to every channel's cost:
+    # a contact must be worth at least this much to be sent. 0 = only the channels' own costs.
+    pressure_cost: float = Field(default=0.0, ge=0)
 
     @model_validator(mode="after")
     def _check_references(self) -> Catalog:
@@ -110,11 +116,7 @@ class Catalog(BaseModel):
     @cached_property
     def actions(self) -> tuple[Action, ...]:
         """Every (channel, content) pair the catalog allows, in a stable order, without 'none'."""
-        return tuple(
-            Action(channel, content)
-            for content, spec in self.contents.items()
-            for channel in spec.channels
-        )
+        return tuple(Action(channel, content) for content, spec in self.contents.items() for channel in spec.channels)
 
     @cached_property
     def channel_names(self) -> tuple[str, ...]:

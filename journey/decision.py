@@ -335,6 +335,18 @@ class DecisionEngine:
     def _predict_kwargs(self) -> dict[str, Any]:
         return {} if self.predict_threads is None else {"num_threads": self.predict_threads}
 
+    def _contact_cost(self) -> np.ndarray:
+        """(1+A,) what a contact costs: the channel's cost, the catalog's `pressure_cost`, and the expected consent
+        lost, P(opt-out | channel) (learned from the logs, in the response model's metadata) × `consent_value`."""
+        space, model, catalog = self.space, self.models.response, self.catalog
+        cost = space.cost.copy()
+        cost[1:] += catalog.pressure_cost
+        rates = (model.metadata.get("opt_out_rate") or {}) if model is not None else {}
+        if rates and catalog.consent_value > 0:
+            rate = np.array([float(rates.get(space.channels[c], 0.0)) for c in space.channel_index[1:]])
+            cost[1:] += rate * catalog.consent_value
+        return cost
+
     def _inputs_plan(self) -> InputPlan:
         """Cached per model set (serving may swap `models`); the cache holds the set, so its id stays unique."""
         cached = self.__dict__.get("_plan")
@@ -470,7 +482,7 @@ class DecisionEngine:
             uplift=p_treated - p_control,
             value=float(space.value[column]),
             objective_weight=float(weights[column]),
-            cost=float(space.cost[column]),
+            cost=float(self._contact_cost()[column]),
             score=float(scores.score[i, column]),
         )
 
@@ -588,7 +600,7 @@ class DecisionEngine:
         p_treated, p_control = self._response(inputs.get("response"), code)
         code[:, 1:][(code[:, 1:] == 0) & ~(np.isfinite(p_treated[:, 1:]) & np.isfinite(p_control[:, 1:]))] = NO_EVIDENCE
         weight = _mix(customer.phase_proba, space.weights)
-        score = (p_treated - p_control) * space.value * weight - space.cost
+        score = (p_treated - p_control) * space.value * weight - self._contact_cost()
         score = np.where(code == 0, score, -np.inf)
         score[:, 0] = 0.0
         return BatchScores(

@@ -147,3 +147,41 @@ def test_without_response_model_the_playbook_still_answers() -> None:
 
 def test_action_key_is_readable() -> None:
     assert Action("email", "cart_reminder").key == "email:cart_reminder"
+
+
+def test_expected_opt_out_cost_moves_the_contact_to_a_channel_without_one() -> None:
+    # cart_reminder works a little better by e-mail than on the web, but e-mail opt-outs cost consent.
+    def table(channel: str, content: str) -> float:
+        if channel == "none":
+            return 0.05
+        return {"email": 0.40, "web": 0.35}.get(channel, 0.05) if content == "cart_reminder" else 0.05
+
+    catalog = load_catalog().model_copy(update={"consent_value": 20.0, "pressure_cost": 0.05})
+    ms = models(catalog, "purchase", table)
+    response = ms.response
+    assert response is not None
+    rated = LoadedModel(
+        "response", "r", "1", response.predictor, ("x",), {**response.metadata, "opt_out_rate": {"email": 0.1}}
+    )
+    priced = DecisionEngine(catalog, ContactPolicies(), ModelSet(phase=ms.phase, response=rated))
+    decision = priced.decide("c1", FEATURES, everyone_consents(), NOW)
+    assert (decision.action.channel, decision.action.content) == ("web", "cart_reminder")
+    by_email = next(a for a in decision.alternatives if a.channel == "email" and a.content == "cart_reminder")
+    assert by_email.cost == pytest.approx(catalog.channels["email"].cost + 0.05 + 0.1 * 20.0)
+    free = DecisionEngine(catalog.model_copy(update={"consent_value": 0.0}), ContactPolicies(), priced.models)
+    assert free.decide("c1", FEATURES, everyone_consents(), NOW).action.channel == "email"
+
+
+def test_pressure_cost_keeps_contacts_that_are_worth_almost_nothing_from_being_sent() -> None:
+    # cart_reminder on the web (free channel) adds 0.001 × 35 = 0.035: worth sending only if contacts cost nothing.
+    def table(channel: str, content: str) -> float:
+        if channel == "none":
+            return 0.05
+        return 0.051 if (channel, content) == ("web", "cart_reminder") else 0.05
+
+    for pressure, expected in ((0.0, "web"), (0.05, "none")):
+        catalog = load_catalog().model_copy(update={"consent_value": 0.0, "pressure_cost": pressure})
+        decision = DecisionEngine(catalog, ContactPolicies(), models(catalog, "purchase", table)).decide(
+            "c1", FEATURES, everyone_consents(), NOW
+        )
+        assert decision.action.channel == expected

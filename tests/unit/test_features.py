@@ -164,7 +164,13 @@ CASES: list[tuple[str, list[tuple[Any, ...]], list[tuple[pd.Timestamp, str]], An
         None,
         {"funnel_depth_last_session": 1},
     ),
-    ("cart abandoned", [(T - 2 * D, "add_to_cart")], [], None, {"cart_abandoned_7d": 1, "cart_open": 1, "days_since_last_cart": 2.0}),
+    (
+        "cart abandoned",
+        [(T - 2 * D, "add_to_cart")],
+        [],
+        None,
+        {"cart_abandoned_7d": 1, "cart_open": 1, "days_since_last_cart": 2.0},
+    ),
     (
         "cart then purchase",
         [(T - 2 * D, "add_to_cart"), (T - D, "purchase", "web", 9.0)],
