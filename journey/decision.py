@@ -33,6 +33,7 @@ from journey.scoring import (
     InputPlan,
     LoadedModel,
     ModelSet,
+    effect_per_response,
     pair_uplifts,
     score_customers,
 )
@@ -561,7 +562,13 @@ class DecisionEngine:
                 if contrib is not None:
                     names = (*response.feature_names, ACTION_CHANNEL, ACTION_CONTENT)
                     out["response"] = _top(names, rows[0], contrib[0, :-1])
-                    out["uplift"] = _top(names, rows[0], contrib[0, :-1] - contrib[1, :-1])
+                    # response × effect: the uplift is driven by what drives the response; else treated − control
+                    by = (
+                        contrib[0, :-1]
+                        if effect_per_response(response) is not None
+                        else contrib[0, :-1] - contrib[1, :-1]
+                    )
+                    out["uplift"] = _top(names, rows[0], by)
         return out
 
     # --- many customers --------------------------------------------------------------------------------
