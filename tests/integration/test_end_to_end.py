@@ -32,6 +32,18 @@ def test_every_task_has_a_champion_in_the_registry(workspace: Workspace) -> None
         assert int(version.version) >= 1
 
 
+def test_the_response_model_is_response_times_effect_with_opt_out_rates(workspace: Workspace) -> None:
+    mlflow.set_tracking_uri(workspace.settings.tracking_uri)
+    uri = f"models:/{workspace.settings.model_name('response')}@champion"
+    metadata = mlflow.models.get_model_info(uri).metadata or {}
+    catalog = load_catalog()
+    assert metadata["uplift_method"] == "response_effect"
+    assert set(metadata["effect_per_response"]) == set(catalog.contents)
+    assert all(0.0 <= e < 1.0 for e in metadata["effect_per_response"].values())
+    rates = metadata["opt_out_rate"]
+    assert rates["web"] < rates["email"]  # nothing to unsubscribe from on the site
+
+
 def test_decision_for_a_known_customer_is_complete_and_consistent(
     client: TestClient, workspace: Workspace
 ) -> None:
