@@ -332,12 +332,12 @@ def _response_checks(
     return metrics
 
 
-def _response_effects(dataset: Any, settings: Settings) -> EffectTable | None:
+def _response_effects(dataset: Any, settings: Settings, catalog: Catalog) -> EffectTable | None:
     """The per-content effects per response (train and valid rows: test stays unseen), or None for the S-learner
     (chosen in the settings, or too few logged responses to learn who responds)."""
     if settings.uplift_method != METHOD or not enough_responses(dataset.frame):
         return None
-    return effect_table(dataset.frame.loc[(dataset.split != "test").to_numpy()])
+    return effect_table(dataset.frame.loc[(dataset.split != "test").to_numpy()], catalog)
 
 
 def _propensity_dataset(dataset: Any) -> Any:
@@ -519,7 +519,7 @@ def train_task(
         raise ValueError(f"{task}: no usable numeric feature among {list(dataset.feature_names)[:10]}")
     is_response = task == "response"
     categorical = list(ACTION_COLUMNS) if is_response else []
-    effects = _response_effects(dataset, settings) if is_response else None
+    effects = _response_effects(dataset, settings, catalog) if is_response else None
     opt_outs = opt_out_rates(dataset.frame.loc[(dataset.split != "test").to_numpy()]) if is_response else {}
     if effects is not None:
         dataset = _propensity_dataset(dataset)

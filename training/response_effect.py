@@ -23,13 +23,17 @@ under a deterministic policy the treated and control rows of a content are diffe
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
+from journey.catalog import Catalog, EligibilityRule
 from journey.vocabulary import NO_CONTACT
 
 METHOD = "response_effect"
+_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 MIN_RESPONSES = 50  # below this many logged responses, no propensity model: the S-learner is trained instead
 
 
@@ -93,17 +97,36 @@ def enough_responses(rows: pd.DataFrame) -> bool:
     return "responded" in rows and int(rows.loc[treated, "responded"].sum()) >= MIN_RESPONSES
 
 
-def effect_table(rows: pd.DataFrame, min_contacts: int = 20) -> EffectTable:
+def rule_mask(rows: pd.DataFrame, rules: list[EligibilityRule]) -> np.ndarray:
+    """Rows where every rule whose feature the rows carry holds (a missing value fails, as in the engine);
+    rules on a feature the training rows lack (model scores such as churn_risk) are not applied."""
+    ok = np.ones(len(rows), dtype=bool)
+    for rule in rules:
+        if rule.feature not in rows:
+            continue
+        observed = pd.to_numeric(rows[rule.feature], errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            ok &= ~np.isnan(observed) & _OPS[rule.op](observed, rule.value)
+    return ok
+
+
+def effect_table(rows: pd.DataFrame, catalog: Catalog | None = None, min_contacts: int = 20) -> EffectTable:
     """Wald estimates per content from response rows (`training.labels.response_dataset`), shrunk by empirical
-    Bayes (method of moments) toward their precision-weighted mean."""
+    Bayes (DerSimonian–Laird) toward their precision-weighted mean.
+
+    With a `catalog`, a content's effect is estimated on the rows where its feature rules hold (treated and
+    control alike): a cart reminder is only ever sent to open carts, so its effect there is what matters, not
+    its average over customers without a cart, where it can do nothing."""
     treated = rows["action_channel"].astype(str) != NO_CONTACT
     content = rows["action_content"].astype(str)
     label = rows["label"].to_numpy(dtype=np.float64)
     responded = rows["responded"].to_numpy(dtype=np.float64)
     raw: list[dict[str, float | int | str]] = []
     for name in sorted(set(content[treated])):
-        sent = (treated & (content == name)).to_numpy()
-        none = (~treated & (content == name)).to_numpy()
+        spec = catalog.contents.get(name) if catalog is not None else None
+        eligible = rule_mask(rows, spec.rules) if spec is not None else np.ones(len(rows), dtype=bool)
+        sent = (treated & (content == name)).to_numpy() & eligible
+        none = (~treated & (content == name)).to_numpy() & eligible
         responses = int(responded[sent].sum())
         if sent.sum() < min_contacts or none.sum() < min_contacts or responses < 1:
             continue

@@ -97,3 +97,21 @@ def test_scoring_a_response_effect_model_multiplies_response_by_effect() -> None
     matrix = np.array([[1.0], [2.0]])
     t, c = pair_uplifts(model, matrix, np.array([0, 1, 1]), np.array([0, 1, 2]), actions)
     assert t[:2] == pytest.approx([0.05, 0.02]) and np.isnan(t[2]) and np.allclose(c[:2], 0.0)
+
+
+def test_a_content_with_a_rule_is_measured_where_the_rule_holds() -> None:
+    from journey.catalog import load_catalog
+
+    catalog = load_catalog()  # cart_reminder: cart_open >= 1
+    with_cart = _rows("cart_reminder", 1000, 150, 200, 1000, 50).assign(cart_open=1)  # (0.15 - 0.05) / 0.2 = 0.5
+    without = _rows("cart_reminder", 1000, 30, 200, 1000, 30).assign(cart_open=0)  # no effect without a cart
+    rows = pd.concat([with_cart, without], ignore_index=True)
+    (everywhere,) = effect_table(rows).contents
+    (eligible,) = effect_table(rows, catalog).contents
+    assert everywhere.estimate == pytest.approx(0.25)  # diluted by the customers it cannot help
+    assert eligible.estimate == pytest.approx(0.5) and eligible.contacts == 1000
+    # a rule on a feature the rows do not carry (a model score) is not applied
+    (no_feature,) = effect_table(
+        with_cart.drop(columns="cart_open").assign(action_content="win_back_offer"), catalog
+    ).contents
+    assert no_feature.contacts == 1000
