@@ -267,6 +267,9 @@ def pair_uplifts(
     Control rows depend on the customer and the content only, so they are predicted once per (customer, content)
     and shared by every channel of that content. NaN where the model does not know the action.
     """
+    effects = effect_per_response(model)
+    if effects is not None:  # response propensity × effect per response: no control rows to predict
+        return _response_effect_pairs(model, matrix, rows, columns, actions, effects, predict_kwargs)
     channels, contents = model.action_codes(ACTION_CHANNEL), model.action_codes(ACTION_CONTENT)
     channel_code = np.array([channels.get(a.channel, -1) for a in actions], dtype=np.int64)
     content_code = np.array([contents.get(a.content, -1) for a in actions], dtype=np.int64)
@@ -277,9 +280,6 @@ def pair_uplifts(
     width = max(len(contents), 1)
     keys, inverse = np.unique(t_rows * width + t_content, return_inverse=True)
     c_rows, c_content = keys // width, keys % width
-    effects = effect_per_response(model)
-    if effects is not None:  # response propensity × effect per response; no control rows to predict
-        return _response_effect_pairs(model, matrix, rows, columns, actions, effects, predict_kwargs)
     if none_code < 0:  # no control rows to compare with: nothing is scorable
         return treated, control
     n_treated, features = len(t_rows), matrix.shape[1]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -20,13 +20,14 @@ import numpy as np
 import pandas as pd
 
 from journey.catalog import Catalog
-from journey.scoring import LoadedModel
+from journey.scoring import RESPONSE_EFFECT, LoadedModel
 from journey.settings import Settings
 from journey.vocabulary import PHASES
 from training import evaluation as ev
 from training.datasets import JourneyData, build_task_dataset
 from training.promotion import Sanity, primary_metric, sanity_check
 from training.registry import ModelVersionRef, get_version
+from training.response_effect import enough_responses, propensity_rows
 from training.tracking import configure_mlflow
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,10 @@ def build_holdout(
 ) -> Holdout:
     """The test split (valid if test is empty) of the current data's point-in-time dataset for `task`."""
     dataset = build_task_dataset(cast(Any, task), data, settings, catalog, max_rows=max_rows, seed=settings.seed)
+    if task == "response" and settings.uplift_method == RESPONSE_EFFECT and enough_responses(dataset.frame):
+        # response × effect models predict P(respond | x, action): they are compared on the logged contacts
+        rows = propensity_rows(dataset.frame)
+        dataset = replace(dataset, frame=rows, split=dataset.split.loc[rows.index])
     split = dataset.split.astype(str).to_numpy()
     name = "test" if (split == "test").any() else "valid"
     frame = dataset.frame.loc[split == name].reset_index(drop=True)
@@ -188,10 +193,22 @@ def score(label: str, task: str, ref: ModelVersionRef, holdout: Holdout, setting
     missing = [f for f in model.feature_names if f not in holdout.frame.columns]
     if missing:
         notes.append(f"{len(missing)} of its features are missing from the current data (scored as NaN)")
+    if task == "response" and _predicts_response(model) != _holds_responses(holdout):
+        notes.append("this model predicts a different response label than the holdout's (response × effect vs "
+                     "S-learner): its metrics are not comparable")  # fmt: skip
     p = model.predict(model_matrix(model, holdout.frame))
     sanity = sanity_check(p)
     metrics = _metrics(task, model, holdout.y, p) if sanity.nan_share == 0 else {}
     return ScoredModel(label, ref, p, metrics, sanity, notes)
+
+
+def _predicts_response(model: LoadedModel) -> bool:
+    return model.metadata.get("uplift_method") == RESPONSE_EFFECT
+
+
+def _holds_responses(holdout: Holdout) -> bool:
+    """A response × effect holdout holds logged contacts only (no "none" rows)."""
+    return "action_channel" in holdout.frame and not (holdout.frame["action_channel"].astype(str) == "none").any()
 
 
 # ---------------------------------------------------------------------------------------------- compare

@@ -562,6 +562,7 @@ def train_task(
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
             _plots(task, y_eval, scores, model, out, raw=raw if chosen is not None else None)
+            metrics.update({f"opt_out_rate_{c}": r for c, r in opt_outs.items()})
             if is_response and effects is not None:
                 metrics.update(_effect_report(effects, out))
             elif is_response:
@@ -579,7 +580,6 @@ def train_task(
         metadata = _metadata(task, features, model, catalog)
         if opt_outs:
             metadata["opt_out_rate"] = opt_outs
-            metrics.update({f"opt_out_rate_{c}": r for c, r in opt_outs.items()})
         if effects is not None:
             metadata["uplift_method"] = METHOD
             metadata["effect_per_response"] = effects.effects(list(catalog.contents))

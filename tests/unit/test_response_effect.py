@@ -115,3 +115,15 @@ def test_a_content_with_a_rule_is_measured_where_the_rule_holds() -> None:
         with_cart.drop(columns="cart_open").assign(action_content="win_back_offer"), catalog
     ).contents
     assert no_feature.contacts == 1000
+
+
+def test_a_comparison_flags_a_model_that_predicts_another_label_than_the_holdout() -> None:
+    from training.compare import Holdout, _holds_responses, _predicts_response
+
+    contacts_only = _rows("guide", 10, 1, 2, 0, 0)
+    with_controls = _rows("guide", 10, 1, 2, 10, 1)
+    assert _holds_responses(Holdout("response", contacts_only, contacts_only["label"], "test", None, None))
+    assert not _holds_responses(Holdout("response", with_controls, with_controls["label"], "test", None, None))
+    model = LoadedModel("response", "r", "1", _Constant(), ("x",), {"uplift_method": "response_effect"})
+    assert _predicts_response(model)
+    assert not _predicts_response(LoadedModel("response", "r", "1", _Constant(), ("x",), {}))
