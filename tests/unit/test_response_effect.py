@@ -127,3 +127,16 @@ def test_a_comparison_flags_a_model_that_predicts_another_label_than_the_holdout
     model = LoadedModel("response", "r", "1", _Constant(), ("x",), {"uplift_method": "response_effect"})
     assert _predicts_response(model)
     assert not _predicts_response(LoadedModel("response", "r", "1", _Constant(), ("x",), {}))
+
+
+def test_opt_out_rates_are_per_channel_and_smoothed() -> None:
+    from training.response_effect import opt_out_rates
+
+    rows = pd.DataFrame(
+        {
+            "action_channel": ["email"] * 99 + ["web"] * 9 + ["none"] * 5,
+            "unsubscribed": [1] * 9 + [0] * 90 + [0] * 9 + [1] * 5,
+        }
+    )
+    rates = opt_out_rates(rows)
+    assert rates == pytest.approx({"email": 9.5 / 100, "web": 0.5 / 10})  # "none" rows are not contacts
