@@ -12,14 +12,15 @@ from collections.abc import Callable, Mapping
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from journey.vocabulary import NO_CONTACT, NO_CONTENT, Objective, Phase
 from journey.yaml_config import load_yaml_model
 
-_OPS: dict[str, Callable[[float, float], bool]] = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {  # scalars or numpy arrays
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,
@@ -64,6 +65,12 @@ class EligibilityRule(BaseModel):
         if observed is None or observed != observed:  # missing or NaN
             return False
         return _OPS[self.op](float(observed), self.value)
+
+    def holds_for(self, observed: np.ndarray) -> np.ndarray:
+        """Vectorised `holds` over an array of the feature's values (NaN = missing fails)."""
+        observed = np.asarray(observed, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            return np.asarray(~np.isnan(observed) & _OPS[self.op](observed, self.value), dtype=bool)
 
     def __str__(self) -> str:
         return f"{self.feature} {self.op} {self.value:g}"

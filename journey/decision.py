@@ -44,15 +44,6 @@ from journey.vocabulary import NO_CONTACT, PHASES, Objective
 PRIOR_UPLIFT = 0.01
 TOP_CONTRIBUTIONS = 5
 
-_ARRAY_OPS: dict[str, np.ufunc] = {
-    ">": np.greater,
-    ">=": np.greater_equal,
-    "<": np.less,
-    "<=": np.less_equal,
-    "==": np.equal,
-    "!=": np.not_equal,
-}
-
 # Exclusion codes beyond the contact-policy codes of journey.policies (1..6); 0 = candidate.
 NOT_FOR_PHASE, RULE_FAILED, NO_EVIDENCE, OVER_CAPACITY = 7, 8, 9, 10
 EXCLUSION_NAMES: dict[int, str] = {
@@ -338,7 +329,15 @@ class DecisionEngine:
 
     def _contact_cost(self) -> np.ndarray:
         """(1+A,) what a contact costs: the channel's cost, the catalog's `pressure_cost`, and the expected consent
-        lost, P(opt-out | channel) (learned from the logs, in the response model's metadata) × `consent_value`."""
+        lost, P(opt-out | channel) (learned from the logs, in the response model's metadata) × `consent_value`.
+        Cached per model set, like the input plan: it is read for every batch and every reported action."""
+        cached = self.__dict__.get("_cost")
+        if cached is None or cached[0] is not self.models:
+            cached = (self.models, self._price_contacts())
+            self.__dict__["_cost"] = cached
+        return cached[1]
+
+    def _price_contacts(self) -> np.ndarray:
         space, model, catalog = self.space, self.models.response, self.catalog
         cost = space.cost.copy()
         cost[1:] += catalog.pressure_cost
@@ -631,8 +630,7 @@ class DecisionEngine:
         failed_rule = np.full((n, len(self.catalog.contents)), -1, dtype=np.int8)
         for k, spec in enumerate(self.catalog.contents.values()):
             for i, rule in enumerate(spec.rules):
-                observed = values.get(rule.feature)
-                holds = ~np.isnan(observed) & _ARRAY_OPS[rule.op](observed, rule.value)
+                holds = rule.holds_for(values.get(rule.feature))
                 failed_rule[:, k] = np.where((failed_rule[:, k] < 0) & ~holds, i, failed_rule[:, k])
         by_column = space.content_index[1:]
         code = np.zeros((n, space.width), dtype=np.int8)

@@ -237,13 +237,8 @@ def uplifts(model: LoadedModel, row: np.ndarray, actions: Sequence[Action]) -> t
     For a response-propensity model: (P(respond) × effect, 0), whose difference is the uplift."""
     effects = effect_per_response(model)
     if effects is not None:
-        matrix, scorable = response_matrix(model, row, actions)
-        treated = np.full(len(actions), np.nan)
-        if scorable.any():
-            proba = model.predict(matrix[scorable]).reshape(-1)
-            effect = np.array([effects.get(a.content, 0.0) for a in actions], dtype=np.float64)
-            treated[scorable] = proba * effect[scorable]
-        return treated, np.where(np.isnan(treated), np.nan, 0.0)
+        pairs = np.arange(len(actions))
+        return _response_effect_pairs(model, row.reshape(1, -1), pairs * 0, pairs, actions, effects, None)
     controls = [Action(NO_CONTACT, a.content) for a in actions]
     matrix, scorable = response_matrix(model, row, [*actions, *controls])
     proba = np.full(len(matrix), np.nan)

@@ -337,7 +337,12 @@ def _response_effects(dataset: Any, settings: Settings, catalog: Catalog) -> Eff
     (chosen in the settings, or too few logged responses to learn who responds)."""
     if settings.uplift_method != METHOD or not enough_responses(dataset.frame):
         return None
-    return effect_table(dataset.frame.loc[(dataset.split != "test").to_numpy()], catalog)
+    return effect_table(_fitting_rows(dataset), catalog)
+
+
+def _fitting_rows(dataset: Any) -> pd.DataFrame:
+    """Train and valid rows: what the response effects and opt-out rates are estimated on (test stays unseen)."""
+    return dataset.frame.loc[(dataset.split != "test").to_numpy()]
 
 
 def _propensity_dataset(dataset: Any) -> Any:
@@ -520,7 +525,7 @@ def train_task(
     is_response = task == "response"
     categorical = list(ACTION_COLUMNS) if is_response else []
     effects = _response_effects(dataset, settings, catalog) if is_response else None
-    opt_outs = opt_out_rates(dataset.frame.loc[(dataset.split != "test").to_numpy()]) if is_response else {}
+    opt_outs = opt_out_rates(_fitting_rows(dataset)) if is_response else {}
     if effects is not None:
         dataset = _propensity_dataset(dataset)
     data = _splits(dataset, features + categorical, catalog if is_response else None)

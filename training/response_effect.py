@@ -23,8 +23,6 @@ under a deterministic policy the treated and control rows of a content are diffe
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict
@@ -33,7 +31,6 @@ from journey.catalog import Catalog, EligibilityRule
 from journey.vocabulary import NO_CONTACT
 
 METHOD = "response_effect"
-_OPS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne}
 MIN_RESPONSES = 50  # below this many logged responses, no propensity model: the S-learner is trained instead
 
 
@@ -104,9 +101,7 @@ def rule_mask(rows: pd.DataFrame, rules: list[EligibilityRule]) -> np.ndarray:
     for rule in rules:
         if rule.feature not in rows:
             continue
-        observed = pd.to_numeric(rows[rule.feature], errors="coerce").to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            ok &= ~np.isnan(observed) & _OPS[rule.op](observed, rule.value)
+        ok &= rule.holds_for(pd.to_numeric(rows[rule.feature], errors="coerce").to_numpy(dtype=np.float64))
     return ok
 
 

@@ -187,51 +187,47 @@ def train_parcours_s_learner(train: pd.DataFrame, names: list[str], catalog: Any
 
 def dr_learner_model(train: pd.DataFrame, names: list[str], catalog: Any, seed: int, template: Any) -> Any:
     """The DR-learner (training.uplift) behind the registered model's interface and metadata."""
-    from journey.scoring import LoadedModel
-    from training.uplift import ArmPredictor, DRLearner
+    from training.uplift import DRLearner
 
-    features = list(template.feature_names)
-    X = train[features].to_numpy(dtype=np.float64)
-    arm = train["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
-    learner = DRLearner(seed=seed).fit(
-        X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
-    )
-    return LoadedModel(
-        task="response",
-        name="hillstrom-dr-learner",
-        version="local",
-        predictor=ArmPredictor(learner, _arm_of(template)),
-        feature_names=template.feature_names,
-        metadata=dict(template.metadata),
-    )
+    learner = _fit_on_arms(DRLearner(seed=seed), train, list(template.feature_names))
+    return _behind_interface("hillstrom-dr-learner", learner, template)
 
 
 def fit_policy_learner(train: pd.DataFrame, features: list[str], seed: int, z: float | None = None) -> Any:
     """The policy learner's cross-fitted nuisances on the training half (tuned per price by `policy_model`)."""
     from training.policy_learning import PolicyLearner
 
-    X = train[features].to_numpy(dtype=np.float64)
-    arm = train["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
-    return PolicyLearner(seed=seed, z=z).fit(
-        X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
-    )
+    return _fit_on_arms(PolicyLearner(seed=seed, z=z), train, features)
 
 
 def policy_model(learner: Any, cost: float, template: Any) -> tuple[Any, dict[str, Any]]:
     """The policy tuned at this price behind the registered model's interface, and what it chose."""
+    tuned = learner.tune(cost)
+    return _behind_interface("hillstrom-policy-learner", tuned, template), tuned.choice.model_dump()
+
+
+def _fit_on_arms(learner: Any, train: pd.DataFrame, features: list[str]) -> Any:
+    """Fit a multi-arm learner (training.uplift interface) on the training half: arms 1, 2 vs control 0, p = 1/3."""
+    X = train[features].to_numpy(dtype=np.float64)
+    arm = train["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
+    return learner.fit(
+        X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
+    )
+
+
+def _behind_interface(name: str, learner: Any, template: Any) -> Any:
+    """`learner` as a LoadedModel with the registered response model's features and metadata."""
     from journey.scoring import LoadedModel
     from training.uplift import ArmPredictor
 
-    tuned = learner.tune(cost)
-    model = LoadedModel(
+    return LoadedModel(
         task="response",
-        name="hillstrom-policy-learner",
+        name=name,
         version="local",
-        predictor=ArmPredictor(tuned, _arm_of(template)),
+        predictor=ArmPredictor(learner, _arm_of(template)),
         feature_names=template.feature_names,
         metadata=dict(template.metadata),
     )
-    return model, tuned.choice.model_dump()
 
 
 def _arm_of(template: Any) -> dict[tuple[int, int], int]:
