@@ -53,6 +53,15 @@ def _print_simulation(result: dict[str, Any]) -> None:
             f"  best baseline: {verdict['best_baseline']}; NBA / baseline incremental revenue: "
             f"{'n/a' if ratio is None else f'{ratio:.2f}'}; target met: {verdict['target_met']}"
         )
+    if verdict.get("per_seed_ratio"):
+        ratios = ", ".join("n/a" if r is None else f"{r:.2f}" for r in verdict["per_seed_ratio"])
+        ci = verdict.get("target_margin_ci95")
+        interval = "" if ci is None else f" (95% CI {ci[0]:,.0f} to {ci[1]:,.0f})"
+        console.print(
+            f"  per seed: {ratios}; {verdict['seeds_meeting_target']} of {verdict['seeds']} seeds meet every clause; "
+            f"NBA − 1.3 × baseline: {verdict['target_margin']:,.0f}{interval}; "
+            f"met with confidence: {verdict['target_met_with_confidence']}"
+        )
 
 
 def _print_offline(result: dict[str, Any]) -> None:

@@ -32,12 +32,16 @@ def test_simulator_evaluation_reports_every_policy(tmp_path: Path) -> None:
     seed = report["seeds"][0]
     assert seed["training"]["response"]["status"] == "trained"
     assert seed["blast_action"] in {row["action"] for row in seed["blast_candidates"]}
+    verdict = report["verdict"]  # the seed-by-seed evidence sits next to the verdict on the means
+    assert verdict["seeds"] == len(report["seeds"]) == len(verdict["per_seed_ratio"])
+    assert 0 <= verdict["seeds_meeting_target"] <= verdict["seeds"]
 
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     run = mlflow.get_run(report["mlflow_run_id"])
     assert "nba.incremental_revenue" in run.data.metrics
+    assert run.data.metrics["verdict.target_margin"] == pytest.approx(verdict["target_margin"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"evaluation.json", "incremental_revenue.png"} <= artifacts
 

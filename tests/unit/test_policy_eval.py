@@ -8,7 +8,7 @@ import pytest
 
 from journey.catalog import Action, load_catalog
 from journey.scoring import LoadedModel, uplifts
-from training.policy_eval import METRICS, summarise, verdict
+from training.policy_eval import METRICS, paired_target, summarise, verdict
 from training.sim_policies import best_constant_action, consent_at, revenue_after
 from training.uplift import ArmPredictor, DRLearner, TLearner
 
@@ -43,6 +43,34 @@ def test_verdict_needs_the_ratio_fewer_contacts_and_no_more_opt_outs() -> None:
     assert verdict(summary)["target_met"] is True
     summary["nba"]["opt_outs"] = 2.0
     assert verdict(summary)["target_met"] is False
+
+
+def test_paired_target_reports_each_seed_and_a_confidence_interval_on_the_margin() -> None:
+    # Seed ratios 2.0, 1.0, 1.5: the mean ratio passes 1.3, but one seed is below it and the margin's
+    # interval over three seeds straddles 0, so the target is not met with confidence.
+    per_seed = [seed_result(none=0, nba=20, rules=10), seed_result(none=0, nba=10, rules=10),
+                seed_result(none=0, nba=15, rules=10)]  # fmt: skip
+    for seed in per_seed:
+        seed["policies"]["nba"]["contacts"] = 50.0  # type: ignore[index]
+    out = paired_target(per_seed, "rules")
+    assert out["per_seed_ratio"] == pytest.approx([2.0, 1.0, 1.5])
+    assert out["seeds_meeting_target"] == 2 and out["seeds"] == 3
+    assert out["target_margin"] == pytest.approx(2.0)  # mean of 7, -3, 2
+    low, high = out["target_margin_ci95"]
+    assert low < 0 < high and out["target_met_with_confidence"] is False
+    summary = summarise(per_seed, ["none", "nba", "rules"])
+    assert verdict(summary)["target_met"] is True and "per_seed_ratio" not in verdict(summary)
+    assert verdict(summary, per_seed)["seeds_meeting_target"] == 2
+
+
+def test_paired_target_is_confident_when_every_seed_clears_the_margin() -> None:
+    per_seed = [seed_result(none=0, nba=n, rules=10) for n in (15.0, 16.0, 15.5, 15.2)]
+    for seed in per_seed:
+        seed["policies"]["nba"]["contacts"] = 50.0  # type: ignore[index]
+    out = paired_target(per_seed, "rules")
+    assert out["target_margin_ci95"][0] > 0 and out["target_met_with_confidence"] is True
+    per_seed[0]["policies"]["nba"]["opt_outs"] = 5.0  # type: ignore[index]
+    assert paired_target(per_seed, "rules")["target_met_with_confidence"] is False  # more opt-outs on one seed
 
 
 def frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
