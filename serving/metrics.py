@@ -54,6 +54,11 @@ class Metrics:
             "Decisions answered with the safe default (online store unreachable).",
             registry=r,
         )
+        self.withdrawn = Counter(
+            "parcours_decisions_withdrawn_total",
+            "Contact decisions withdrawn to no contact: another worker contacted the customer meanwhile.",
+            registry=r,
+        )
         self.feedback = Counter("parcours_feedback_total", "Feedback recorded, by outcome.", ["outcome"], registry=r)
         self.errors = Counter(
             "parcours_errors_total",

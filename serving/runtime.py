@@ -14,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,8 +24,8 @@ from features.build import DAY_US
 from features.policy_state import contact_states
 from features.request import _SINCE, REQUEST_FEATURE_NAMES, add_request_features
 from journey.catalog import Catalog, load_catalog
-from journey.decision import Decision, DecisionEngine
-from journey.logbook import DecisionLog, DecisionRecord
+from journey.decision import NO_CONTACT_SCORE, Decision, DecisionEngine
+from journey.logbook import WITHDRAWN_POLICY_SUFFIX, WITHDRAWN_REASON, DecisionLog, DecisionRecord, withdrawn
 from journey.policies import ContactPolicies, ContactStates, load_policies
 from journey.scoring import ModelSet
 from journey.settings import Settings
@@ -51,6 +52,22 @@ class Decided:
     decision: Decision
     degraded: bool
     record: DecisionRecord
+    watermark: int | None = None  # the decision log's position when the contact policies read it
+
+    def withdraw(self) -> Decided:
+        """No contact instead: another worker contacted the customer between this decision's read and its
+        append (`DecisionLog.append_guarded` already logged it so). The withdrawn action leads the alternatives."""
+        d = self.decision
+        decision = dataclasses.replace(
+            d,
+            action=NO_CONTACT_SCORE,
+            alternatives=[d.action, *d.alternatives],
+            propensity=1.0,
+            explored=False,
+            policy=d.policy + WITHDRAWN_POLICY_SUFFIX,
+            reasons=[*d.reasons, WITHDRAWN_REASON],
+        )
+        return dataclasses.replace(self, decision=decision, record=withdrawn(self.record))
 
 
 @dataclass
@@ -90,16 +107,31 @@ class Runtime:
         now = self.clock()
         rows, degraded = self._read_features_many(customer_ids)
         frame = request_frames([row.values if row else None for row in rows], now)
-        states = self._contact_states(customer_ids, rows, frame, now)
+        states, mark = self._contact_states(customer_ids, rows, frame, now)
         batch = engine.decide_batch(customer_ids, frame, states, now, top_k=None)
         decisions = engine.decisions(batch, now, cold_start=[row is None for row in rows], contact_states=states)
         if explain:
             for i, decision in enumerate(decisions):
                 engine.add_explanation(decision, frame.iloc[[i]].reset_index(drop=True))
         return [
-            Decided(decision, bad, _record(decision, row))
+            Decided(decision, bad, _record(decision, row), mark)
             for decision, row, bad in zip(decisions, rows, degraded, strict=True)
         ]
+
+    def append(self, decided: Sequence[Decided]) -> Future[frozenset[str]]:
+        """Log `decided` durably, guarded against other workers' concurrent contacts (see `Decided.withdraw`)."""
+        marks = {d.record.decision_id: d.watermark for d in decided if d.watermark is not None}
+        return self.writer.append_guarded([d.record for d in decided], marks, self.policies.uncapped_channels)
+
+    def settle(self, decided: Sequence[Decided], raced: frozenset[str]) -> list[Decided]:
+        """The decisions as logged: those in `raced` withdrawn to no contact (and counted)."""
+        out = []
+        for one in decided:
+            if one.record.decision_id in raced:
+                one = one.withdraw()
+                self.metrics.withdrawn.inc()
+            out.append(one)
+        return out
 
     async def decide(self, customer_id: str, explain: bool = False) -> tuple[Decision, bool]:
         """Decide and log durably; returns (decision, degraded). Raises only on a decision or logging failure.
@@ -109,9 +141,10 @@ class Runtime:
             decided = self.prepare(customer_id, explain=True)
             held = self.hold([decided])
             try:
-                await asyncio.wrap_future(self.writer.append_decisions([decided.record]))
+                raced = await asyncio.wrap_future(self.append([decided]))
             finally:
                 self.release(held)
+            decided = self.settle([decided], raced)[0]
             self._count(decided)
         else:
             decided = await self._batcher_for_loop().submit(customer_id)
@@ -130,9 +163,10 @@ class Runtime:
                 held += self.hold(chunk)
                 batch.extend(chunk)
                 await asyncio.sleep(0)
-            await asyncio.wrap_future(self.writer.append_decisions([d.record for d in batch]))
+            raced = await asyncio.wrap_future(self.append(batch))
         finally:
             self.release(held)
+        batch = self.settle(batch, raced)
         for decided in batch:
             self._count(decided)
         return [(d.decision, d.degraded) for d in batch]
@@ -180,15 +214,17 @@ class Runtime:
 
     def _contact_states(
         self, customer_ids: Sequence[str], rows: Sequence[FeatureRow | None], frame: pd.DataFrame, now: pd.Timestamp
-    ) -> ContactStates:
-        """Policy state from the features plus the contacts logged since they were computed (one query)."""
+    ) -> tuple[ContactStates, int]:
+        """Policy state from the features plus the contacts logged since they were computed (one query), and the
+        log's watermark of that read."""
         states = contact_states(frame, now)
         since: dict[str, pd.Timestamp] = {}
         for customer_id, row in zip(customer_ids, rows, strict=True):
             start = row.snapshot_ts if row is not None and row.snapshot_ts is not None else now - POLICY_LOOKBACK
             since[customer_id] = min(start, since.get(customer_id, start))
-        counts = self.decision_log.recent_contact_counts(since, now) + self._in_flight_counts(customer_ids, now)
-        return add_recent_contacts(states, customer_ids, counts, now)
+        logged, mark = self.decision_log.recent_contact_counts_at(since, now)
+        counts = logged + self._in_flight_counts(customer_ids, now)
+        return add_recent_contacts(states, customer_ids, counts, now), mark
 
     def _in_flight_counts(
         self, customer_ids: Sequence[str], now: pd.Timestamp
@@ -302,23 +338,26 @@ class MicroBatcher:
             return
         held = self.runtime.hold(decided)
         try:
-            written = self.runtime.writer.append_decisions([d.record for d in decided])
+            written = self.runtime.append(decided)
         except BaseException:
             self.runtime.release(held)
             raise
         answers = [answer for _, answer in batch]
 
-        def settle(done: asyncio.Future[int]) -> None:
+        def settle(done: asyncio.Future[frozenset[str]]) -> None:
             self.runtime.release(held)
             self._answer(answers, decided, done)
 
         asyncio.wrap_future(written, loop=self.loop).add_done_callback(settle)
 
     def _answer(
-        self, answers: list[asyncio.Future[Decided]], decided: list[Decided], written: asyncio.Future[int]
+        self, answers: list[asyncio.Future[Decided]], decided: list[Decided], written: asyncio.Future[frozenset[str]]
     ) -> None:
-        """Acknowledge each request of a batch once the batch is durable; fail them all if it is not."""
+        """Acknowledge each request of a batch once the batch is durable (as logged: withdrawn decisions answer no
+        contact); fail them all if it is not."""
         error = written.exception() if not written.cancelled() else asyncio.CancelledError()
+        if error is None:
+            decided = self.runtime.settle(decided, written.result())
         for answer, one in zip(answers, decided, strict=True):
             if error is None:
                 self.runtime._count(one)  # logged: counted even when its client has gone

@@ -11,9 +11,10 @@ import functools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -26,8 +27,18 @@ MAX_BATCH = 512
 
 @dataclass
 class _Decisions:
+    """Decisions to append; with `watermarks`, guarded (`DecisionLog.append_guarded`) and resolved to the ids of
+    the withdrawn ones, else resolved to the count."""
+
     records: Sequence[DecisionRecord]
-    done: Future[int] = field(default_factory=Future)
+    watermarks: Mapping[str, int] | None = None
+    exempt: frozenset[str] = frozenset()
+    done: Future[Any] = field(default_factory=Future)
+
+    def result(self, withdrawn: frozenset[str]) -> int | frozenset[str]:
+        if self.watermarks is None:
+            return len(self.records)
+        return frozenset(r.decision_id for r in self.records if r.decision_id in withdrawn)
 
 
 @dataclass
@@ -35,7 +46,7 @@ class _Call:
     """Any other write (feedback): run alone, in order, on the writer thread."""
 
     call: Callable[[DecisionLog], int]
-    done: Future[int] = field(default_factory=Future)
+    done: Future[Any] = field(default_factory=Future)
 
 
 _STOP = object()
@@ -56,6 +67,14 @@ class LogWriter:
         """Resolves (to the count) once the records are committed and fsynced; fails if they were not."""
         return self._submit(_Decisions(records))
 
+    def append_guarded(
+        self, records: Sequence[DecisionRecord], watermarks: Mapping[str, int], exempt: Collection[str] = ()
+    ) -> Future[frozenset[str]]:
+        """Like `append_decisions`, but contact decisions that raced another worker's contact for the same
+        customer are logged as withdrawn (no contact; never on `exempt` channels); resolves to their ids once
+        everything is durable (`DecisionLog.append_guarded`)."""
+        return self._submit(_Decisions(records, dict(watermarks), frozenset(exempt)))
+
     def append_feedback(self, decision_id: str, outcome: str, ts: pd.Timestamp, value: float | None) -> Future[int]:
         """Resolves to the feedback id once durable; fails with UnknownDecisionError for an unknown decision."""
         return self._submit(_Call(lambda db: db.append_feedback(decision_id, outcome, ts, value)))
@@ -73,7 +92,7 @@ class LogWriter:
         self._thread.join(timeout)
         self._log.close()
 
-    def _submit(self, op: _Decisions | _Call) -> Future[int]:
+    def _submit(self, op: _Decisions | _Call) -> Future[Any]:
         if self._closed:
             op.done.set_exception(RuntimeError("the decision log writer is closed"))
         else:
@@ -116,20 +135,34 @@ class LogWriter:
         if not ops:
             return
         if len(ops) == 1:
-            _settle(ops[0].done, lambda: self._log.append_decisions(ops[0].records))
+            _settle(ops[0].done, functools.partial(self._append, ops[0]))
             return
         try:
-            self._log.append_decisions([r for op in ops for r in op.records])
+            withdrawn = self._append_all(ops)
         except Exception:  # one bad record must not fail its neighbours: retry each on its own
             log.warning("group commit of %d appends failed; retrying them one by one", len(ops), exc_info=True)
             for op in ops:
-                _settle(op.done, functools.partial(self._log.append_decisions, op.records))
+                _settle(op.done, functools.partial(self._append, op))
             return
         for op in ops:
-            op.done.set_result(len(op.records))
+            op.done.set_result(op.result(withdrawn))
+
+    def _append(self, op: _Decisions) -> int | frozenset[str]:
+        if op.watermarks is None:
+            return self._log.append_decisions(op.records)
+        return op.result(self._log.append_guarded(op.records, op.watermarks, op.exempt))
+
+    def _append_all(self, ops: list[_Decisions]) -> frozenset[str]:
+        """One transaction for every op; guarded when any op is (unguarded records have no watermark)."""
+        records = [r for op in ops for r in op.records]
+        if all(op.watermarks is None for op in ops):
+            self._log.append_decisions(records)
+            return frozenset()
+        marks = {k: v for op in ops for k, v in (op.watermarks or {}).items()}
+        return self._log.append_guarded(records, marks, frozenset().union(*(op.exempt for op in ops)))
 
 
-def _settle(done: Future[int], write: Callable[[], int]) -> None:
+def _settle(done: Future[Any], write: Callable[[], Any]) -> None:
     try:
         result = write()
     except Exception as exc:  # handed to the waiting request, which answers an error (never acknowledges)

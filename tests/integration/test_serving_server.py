@@ -277,3 +277,47 @@ def test_concurrent_decisions_are_each_answered_with_their_own_logged_decision(a
     for customer, _, body in answers:
         action = body["action"]
         assert logged[body["decision_id"]] == (customer, action["channel"], action["content"], body["propensity"])
+
+
+def test_two_workers_never_contact_one_customer_twice_at_once(api: Api, workspace: Workspace) -> None:
+    """Eight clients ask for the same customer at the same instant (a barrier per customer), so each customer
+    gets simultaneous requests on both workers. The default policies allow one outbound contact a day (and a 20 h gap; the on-site web slot is
+    uncapped): a worker whose read missed the other worker's contact withdraws its own to no contact. Every
+    answer is what was logged."""
+    capped = "channel NOT IN ('none', 'web')"
+    with sqlite3.connect(workspace.settings.decision_log_path) as db:
+        touched = {row[0] for row in db.execute(f"SELECT DISTINCT customer_id FROM decisions WHERE {capped}")}
+    fresh = [c for c in reversed(workspace.customers["customer_id"].astype(str).tolist()) if c not in touched][:30]
+    answers: list[tuple[str, int, Any]] = []
+    start = threading.Barrier(8)
+
+    def client() -> None:
+        for customer in fresh:
+            start.wait(timeout=30)
+            status, body = api.call("POST", "/v1/next-best-action", {"customer_id": customer}, AUTH)
+            answers.append((customer, status, body))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(answers) == 8 * len(fresh) and {status for _, status, _ in answers} == {200}
+    with sqlite3.connect(workspace.settings.decision_log_path) as db:
+        marks = ",".join("?" * len(fresh))
+        contacts = dict(
+            db.execute(
+                f"SELECT customer_id, COUNT(*) FROM decisions WHERE customer_id IN ({marks}) AND {capped} "
+                "GROUP BY customer_id",
+                fresh,
+            ).fetchall()
+        )
+        logged = {
+            row[0]: row[1:]
+            for row in db.execute(
+                f"SELECT decision_id, channel, content FROM decisions WHERE customer_id IN ({marks})", fresh
+            )
+        }
+    assert contacts and max(contacts.values()) == 1  # some were contacted, none twice
+    for _, _, body in answers:
+        assert logged[body["decision_id"]] == (body["action"]["channel"], body["action"]["content"])

@@ -16,9 +16,10 @@ import pytest
 from features.policy_state import contact_state, contact_states
 from features.request import REQUEST_FEATURE_NAMES, add_request_features
 from journey.decision import Decision
-from journey.logbook import DecisionLog, DecisionRecord
+from journey.logbook import WITHDRAWN_REASON, DecisionLog, DecisionRecord
 from journey.policies import ContactStates
 from journey.settings import Settings
+from journey.vocabulary import NO_CONTACT
 from serving.logs import JsonFormatter, customer_ref, log_config
 from serving.online import FeatureRow
 from serving.runtime import (
@@ -350,3 +351,29 @@ def test_packed_reader_reads_a_micro_batch_like_one_customer_at_a_time(tmp_path:
             np.testing.assert_array_equal(list(row.values.values()), list(alone.values.values()))
     assert many[0] is not None and many[0].snapshot_ts == pd.Timestamp(stamps[2], unit="us", tz="UTC")
     reader.close()
+
+
+def test_a_contact_raced_by_another_worker_is_answered_and_logged_as_no_contact(runtime: Runtime) -> None:
+    """Two workers on one log: ours read c5's contacts, then the other one contacted c5 before our append.
+    Our decision is withdrawn to no contact, in the answer and in the log; a customer nobody raced keeps its own."""
+    from tests.unit.test_decision_batch import model_set
+
+    other = build_runtime(Settings(home=runtime.settings.home), features=runtime.features, models=model_set())
+    other.engine = dataclasses.replace(other.engine, exploration_rate=0.0)
+    other.clock = lambda: NOW
+    mine = runtime.prepare_many(["c5", "c6"])
+    assert all(d.decision.action.channel != NO_CONTACT for d in mine)
+    theirs, _ = asyncio.run(other.decide("c5"))
+    assert theirs.action.channel != NO_CONTACT
+    raced = runtime.append(mine).result(timeout=10)
+    answers = runtime.settle(mine, raced)
+    assert raced == {mine[0].decision.decision_id}
+    withdrawn = answers[0].decision
+    assert withdrawn.action.channel == NO_CONTACT and withdrawn.reasons[-1] == WITHDRAWN_REASON
+    assert withdrawn.alternatives[0] == mine[0].decision.action and withdrawn.propensity == 1.0
+    assert answers[1].decision == mine[1].decision
+    assert runtime.metrics.withdrawn._value.get() == 1
+    logged = runtime.decision_log.contacts_frame().set_index("decision_id")["channel"]
+    assert withdrawn.decision_id not in logged.index  # logged, but no training row
+    assert logged[mine[1].decision.decision_id] == mine[1].decision.action.channel
+    other.close()
