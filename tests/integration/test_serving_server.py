@@ -281,9 +281,9 @@ def test_concurrent_decisions_are_each_answered_with_their_own_logged_decision(a
 
 def test_two_workers_never_contact_one_customer_twice_at_once(api: Api, workspace: Workspace) -> None:
     """Eight clients ask for the same customer at the same instant (a barrier per customer), so each customer
-    gets simultaneous requests on both workers. The default policies allow one outbound contact a day (and a 20 h gap; the on-site web slot is
-    uncapped): a worker whose read missed the other worker's contact withdraws its own to no contact. Every
-    answer is what was logged."""
+    gets simultaneous requests on both workers. The default policies allow one outbound contact a day (and a
+    20 h gap; the on-site web slot is uncapped): a worker whose read missed the other worker's contact withdraws
+    its own to no contact. Every answer is what was logged."""
     capped = "channel NOT IN ('none', 'web')"
     with sqlite3.connect(workspace.settings.decision_log_path) as db:
         touched = {row[0] for row in db.execute(f"SELECT DISTINCT customer_id FROM decisions WHERE {capped}")}
