@@ -38,6 +38,7 @@ _COLUMNS = (
     "decision_id, customer_id, ts, channel, content, objective, propensity, policy, explored, phase, cold_start, "
     "scores, model_versions, features, writer"
 )
+_INSERT = f"INSERT INTO decisions ({_COLUMNS}) VALUES ({','.join('?' * len(_COLUMNS.split(',')))})"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
@@ -124,7 +125,7 @@ class DecisionLog(DurableSqlite):
         """Append in one transaction; returns how many were written (all or none)."""
         rows = [self._row(r) for r in records]
         with self._transaction() as conn:
-            conn.executemany(f"INSERT INTO decisions ({_COLUMNS}) VALUES ({','.join('?' * 15)})", rows)
+            conn.executemany(_INSERT, rows)
         return len(rows)
 
     def append_guarded(
@@ -151,7 +152,7 @@ class DecisionLog(DurableSqlite):
                 ).fetchone()
             }
             rows = [self._row(withdrawn(r) if r.decision_id in raced else r) for r in records]
-            conn.executemany(f"INSERT INTO decisions ({_COLUMNS}) VALUES ({','.join('?' * 15)})", rows)
+            conn.executemany(_INSERT, rows)
         return frozenset(raced)
 
     def watermark(self) -> int:

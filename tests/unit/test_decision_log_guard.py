@@ -12,27 +12,14 @@ import pytest
 
 from journey.logbook import WITHDRAWN_POLICY_SUFFIX, DecisionLog, DecisionRecord
 from serving.writer import LogWriter
-
-NOW = pd.Timestamp("2026-01-05 10:00", tz="UTC")
+from tests.unit.test_serving_writer import NOW
+from tests.unit.test_serving_writer import record as base_record
 
 
 def record(decision_id: str, customer: str = "c1", channel: str = "email") -> DecisionRecord:
-    return DecisionRecord(
-        decision_id=decision_id,
-        customer_id=customer,
-        ts=NOW,
-        channel=channel,
-        content="none" if channel == "none" else "welcome",
-        objective=None if channel == "none" else "connection",
-        propensity=0.9,
-        policy="nba",
-        explored=False,
-        phase="discovery",
-        cold_start=False,
-        scores={"score": 1.0},
-        model_versions={},
-        features={},
-    )
+    if channel == "none":
+        return dataclasses.replace(base_record(decision_id, customer), channel="none", content="none", objective=None)
+    return dataclasses.replace(base_record(decision_id, customer), channel=channel)
 
 
 def logged(path: Path, decision_id: str) -> tuple[str, str, float, str]:
