@@ -53,6 +53,38 @@ def snapshot_times(start: pd.Timestamp, end: pd.Timestamp, every_days: int) -> l
     return list(pd.date_range(_utc(start).ceil("D"), _utc(end), freq=f"{every_days}D"))
 
 
+DENSE_SHARE = 0.1  # a period with fewer events than this share of a typical busy period is lead-in
+
+
+def event_days(ts: pd.Series) -> pd.Series:
+    """Events per UTC day (index: midnights, sorted): what `history_start` needs, and can be summed across parts."""
+    days = pd.to_datetime(pd.Series(ts), utc=True).dt.floor("D")
+    return days.value_counts().sort_index()
+
+
+def history_start(day_counts: pd.Series, every_days: int) -> pd.Timestamp | None:
+    """The first day of the event log's dense part: where snapshots and training cutoffs should start.
+
+    A log can carry a sparse lead-in: an order history imported from the CRM reaching back years before the
+    behavioural events begin. Snapshots from its first event would describe customers with nothing but old orders,
+    and label them as if nothing had happened. So the grid starts in the first `every_days` period holding at least
+    DENSE_SHARE of a typical busy period's events, on its first day busy in proportion. "Typical" is the
+    event-weighted median period: a long sparse lead-in cannot drag it down, nor a one-off spike smaller than all
+    other traffic push it up. A log dense from its first day starts there. Older events still count in features."""
+    if day_counts.empty:
+        return None
+    counts = day_counts.groupby(level=0).sum().sort_index()
+    daily = counts.to_numpy(dtype=np.float64)
+    first = pd.Timestamp(counts.index[0])
+    period = ((pd.DatetimeIndex(counts.index) - first).days // every_days).to_numpy()
+    per_period = np.bincount(period, weights=daily)
+    ordered = np.sort(per_period)
+    typical = ordered[np.searchsorted(np.cumsum(ordered), ordered.sum() / 2)]
+    dense = int(np.argmax(per_period >= DENSE_SHARE * typical))
+    busy = (period == dense) & (daily >= DENSE_SHARE * typical / every_days)  # never empty: the period is dense
+    return pd.Timestamp(counts.index[int(np.argmax(busy))])
+
+
 def snapshot_plan(first_event: pd.Timestamp, end: pd.Timestamp, every_days: int) -> list[pd.Timestamp]:
     """The offline snapshots of a dataset: every `every_days` from the first event's day, plus one at `end`
     (the freshest, what serving reads). Every builder uses this one grid, so training cutoffs and serving agree."""

@@ -31,7 +31,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from features.build import build_features, snapshot_plan
+from features.build import build_features, event_days, history_start, snapshot_plan
 from features.definitions import FEATURE_NAMES
 from journey.catalog import load_catalog
 from journey.contract import validate
@@ -116,6 +116,7 @@ class BucketReport:
     problems: list[str] = field(default_factory=list)
     first_event: pd.Timestamp | None = None
     last_ts: pd.Timestamp | None = None
+    event_days: pd.Series = field(default_factory=lambda: pd.Series(dtype="int64"))  # events per day, for the grid
 
 
 def _read_bucket(root: Path, bucket: int) -> pd.DataFrame | None:
@@ -156,6 +157,7 @@ def validate_bucket(
         problems=[p for p in data.problems if share_rule not in p and "no valid customers" not in p],
         first_event=valid["events"]["ts"].min() if len(valid["events"]) else None,
         last_ts=last,
+        event_days=event_days(valid["events"]["ts"]),
     )
 
 
@@ -177,11 +179,18 @@ def check_usable(reports: Sequence[BucketReport]) -> None:
 
 
 def snapshot_grid(
-    first_event: pd.Timestamp, last_ts: pd.Timestamp, every_days: int, as_of: pd.Timestamp | None = None
+    first_event: pd.Timestamp,
+    last_ts: pd.Timestamp,
+    every_days: int,
+    as_of: pd.Timestamp | None = None,
+    day_counts: pd.Series | None = None,
 ) -> list[pd.Timestamp]:
-    """The grid `parcours.pipelines.build_features` uses: every `every_days` plus one at the end of the data."""
+    """The grid `parcours.pipelines.build_features` uses: every `every_days` from where the log turns dense
+    (`features.build.history_start` on `day_counts`, the buckets' events per day summed; else the first event),
+    plus one at the end of the data."""
     end = as_of or (pd.Timestamp(last_ts).floor("D") + pd.Timedelta(days=1)).tz_convert("UTC")
-    return snapshot_plan(first_event, end, every_days)
+    start = history_start(day_counts, every_days) if day_counts is not None else None
+    return snapshot_plan(start or first_event, end, every_days)
 
 
 def build_bucket(
@@ -254,7 +263,8 @@ def build_features_distributed(
     lasts = [r.last_ts for r in reports if r.last_ts is not None]
     if not firsts:
         raise DataContractError("events: no valid events")
-    times = snapshot_grid(min(firsts), max(lasts), every_days, as_of)
+    days = pd.concat([r.event_days for r in reports if len(r.event_days)])
+    times = snapshot_grid(min(firsts), max(lasts), every_days, as_of, days.groupby(level=0).sum())
     out = work_dir / "snapshots"
     built = client.map(build_bucket, [work_dir] * n, ids, [times] * n, [out] * n, [as_of] * n, pure=False)
     counts: list[int] = client.gather(built)

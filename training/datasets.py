@@ -81,15 +81,17 @@ def cutoff_grid(
     t + horizon <= last event (the label window is fully observed; a truncated one would fake negatives).
     Using the snapshot times themselves means Feast joins each cutoff to the snapshot taken exactly at t.
     """
-    from features.build import snapshot_times
+    from features.build import event_days, history_start, snapshot_times
 
     if horizon_days < 0 or min_history_days < 0:
         raise ValueError("cutoff_grid: horizon_days and min_history_days must be >= 0")
     if events.empty:
         return []
     ts = _utc(events["ts"])
-    first, last = ts.min(), ts.max()
-    # the snapshot grid starts at the first event's midnight (as `parcours features build` does)
+    last = ts.max()
+    # the snapshot grid starts where the log turns dense (as `parcours features build` does): not in an imported
+    # order history that reaches back years before the behavioural events
+    first = max(history_start(event_days(ts), every_days) or ts.min(), ts.min())
     grid = snapshot_times(first.floor("D"), last - pd.Timedelta(days=horizon_days), every_days)
     start = first + pd.Timedelta(days=min_history_days)
     return [pd.Timestamp(t) for t in grid if t >= start]

@@ -104,12 +104,13 @@ def load_version(settings: Settings, task: str, version: str) -> LoadedModel:
 
 def build_feature_store(data: Any, settings: Settings) -> pd.Timestamp:
     """Weekly offline snapshots plus one at the end of the data, written and registered in Feast."""
-    from features.build import build_features, snapshot_plan
+    from features.build import build_features, event_days, history_start, snapshot_plan
     from features.store import apply, write_offline
 
     last = max(pd.Timestamp(data.events["ts"].max()), pd.Timestamp(data.contacts["ts"].max()))
     end = last.floor("D") + pd.Timedelta(days=1)
-    times = snapshot_plan(data.events["ts"].min(), end, settings.snapshot_every_days)
+    every = settings.snapshot_every_days
+    times = snapshot_plan(history_start(event_days(data.events["ts"]), every) or end, end, every)
     write_offline(build_features(data.customers, data.events, data.contacts, times), settings)
     apply(settings)
     return end

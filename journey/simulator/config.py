@@ -61,6 +61,11 @@ class SimulationConfig:
     initial_share: float = 0.45
     initial_mix: tuple[float, ...] = (0.30, 0.12, 0.05, 0.33, 0.10, 0.10)
     new_arrival_consideration: float = 0.2  # new visitors who arrive already comparing offers
+    # Known buyers' orders before the window written into the log, as a CRM's order history would show them. Off by
+    # default: every figure in docs/ was measured on a log that starts empty, where those buyers look like prospects
+    # until they buy again; docs/policy-evaluation.md ("Sixth session") measures what turning it on changes.
+    log_prior_purchases: bool = False
+    prior_purchase_gap_days: float = 60.0  # mean gap between two of a known buyer's earlier orders
 
     # Sessions and funnel.
     visit_rate: tuple[float, ...] = (0.06, 0.20, 0.40, 0.04, 0.06, 0.008)

@@ -27,6 +27,7 @@ from journey.simulator.config import (
 )
 from journey.simulator.draws import CommonDraws
 from journey.simulator.dynamics import (
+    STORE,
     Rates,
     World,
     after_sales,
@@ -130,11 +131,38 @@ class JourneyEnvironment:
         buyer = idx[(state == SERVICE) | (state == ADVOCACY) | ((state == DORMANT) & s.identified[idx])]
         s.n_purchases[buyer] = rng.geometric(0.5, len(buyer))
         s.last_purchase[buyer] = -rng.integers(1, 365, len(buyer))
+        if self.config.log_prior_purchases:
+            self._log_prior_purchases(buyer)
         s.last_active[idx] = np.where(
             state == DORMANT, -rng.integers(30, 120, len(idx)), -rng.integers(0, 21, len(idx))
         )
         s.prev_live[idx[(state == DORMANT) & ~s.identified[idx]]] = CONSIDERATION
         self._activate(idx, np.full(len(idx), self.start_us, dtype=np.int64))
+
+    def _log_prior_purchases(self, buyer: IntArray) -> None:
+        """Write the known buyers' past orders into the log, as a CRM's order history would show them: the last one
+        on the day their state says, the earlier ones further back, none before the customer signed up. Without
+        them the brand would see a long-standing customer as a prospect who never bought."""
+        w, s, t = self.world, self.world.state, self.world.traits
+        rng = w.rng
+        signed_up = s.signup_us[buyer]
+        day = s.last_purchase[buyer].astype(np.float64)
+        logged = np.zeros(len(buyer), dtype=np.int64)
+        for k in range(int(s.n_purchases[buyer].max(initial=0))):
+            if k:
+                day = day - rng.exponential(self.config.prior_purchase_gap_days, len(buyer))
+            hour = rng.integers(9 * HOUR_US, 20 * HOUR_US, len(buyer))
+            ts = self.start_us + (np.floor(day) * DAY_US).astype(np.int64) + hour
+            ts = np.where(k == 0, np.maximum(ts, signed_up + HOUR_US), ts)  # a buyer's last order follows sign-up
+            who = (s.n_purchases[buyer] > k) & (ts > signed_up)
+            idx = buyer[who]
+            noise = self.config.basket_sigma * rng.standard_normal(len(idx))
+            value = np.round(np.exp(t.basket_log_median[idx] + noise), 2).astype(np.float64)
+            store = rng.random(len(idx)) < t.store_preference[idx]
+            w.events.add(idx[store], ts[who][store], "store_purchase", STORE, -1, value[store])
+            w.events.add(idx[~store], ts[who][~store], "purchase", w.site_channel(idx[~store]), -1, value[~store])
+            logged += who
+        s.n_purchases[buyer] = logged  # the state counts what the log shows
 
     def _activate(self, idx: IntArray, ts: IntArray) -> None:
         s = self.world.state

@@ -629,3 +629,44 @@ def test_snapshot_plan_is_the_grid_plus_the_end() -> None:
     assert days == ["2026-01-01", "2026-01-08", "2026-01-15", "2026-01-20"]  # from the first day; end added
     on_grid = snapshot_plan(pd.Timestamp("2026-01-02", tz="UTC"), pd.Timestamp("2026-01-16", tz="UTC"), 7)
     assert [str(t.date()) for t in on_grid] == ["2026-01-02", "2026-01-09", "2026-01-16"]
+
+
+def _daily(start: str, days: int, count: int = 100, every: str = "D") -> pd.Series:
+    return pd.Series(count, index=pd.date_range(start, periods=days, freq=every, tz="UTC"))
+
+
+def test_history_start_is_the_first_day_of_a_log_dense_from_the_start() -> None:
+    from features.build import history_start
+
+    assert history_start(_daily("2024-01-01", 120), 7) == pd.Timestamp("2024-01-01", tz="UTC")
+    assert history_start(pd.Series(dtype="int64"), 7) is None
+
+
+def test_history_start_skips_an_imported_order_history() -> None:
+    """Years of sparse old orders before the behavioural log: snapshots start with the dense part."""
+    from features.build import history_start
+
+    orders = _daily("2021-01-01", 35, count=2, every="30D")  # ~3 years, 2 orders a month
+    start = history_start(pd.concat([orders, _daily("2024-01-01", 120)]), 7)
+    assert start is not None
+    assert pd.Timestamp("2023-12-25", tz="UTC") <= start <= pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def test_history_start_ignores_a_one_off_spike() -> None:
+    from features.build import history_start
+
+    counts = _daily("2024-01-01", 120)
+    counts.iloc[60] = 20 * 100  # a Black Friday 20 times a normal day
+    assert history_start(counts, 7) == pd.Timestamp("2024-01-01", tz="UTC")
+
+
+def test_history_start_sums_counts_given_in_parts() -> None:
+    """Buckets of a distributed build report events per day; summed, they give the single-machine answer."""
+    from features.build import event_days, history_start
+
+    dense = pd.date_range("2024-01-01", periods=60, freq="6h", tz="UTC")
+    ts = pd.Series([pd.Timestamp("2022-03-01", tz="UTC"), *dense])
+    whole = history_start(event_days(ts), 7)
+    parts = pd.concat([event_days(ts.iloc[::2]), event_days(ts.iloc[1::2])])
+    assert history_start(parts, 7) == whole
+    assert whole is not None and whole > pd.Timestamp("2023-12-20", tz="UTC")

@@ -124,6 +124,25 @@ def test_no_event_before_arrival(data: SimulatedData) -> None:
     assert (first_new == new.reindex(first_new.index)).all()  # a new visitor's first event is the arrival
 
 
+def test_known_buyers_come_with_their_order_history() -> None:
+    """Buyers known before the window have their past orders in the log (after their sign-up), like a CRM's order
+    history; the latent purchase count is what the log shows. Off (the default), the log starts empty."""
+    env = JourneyEnvironment(SimulationConfig(customers=500, days=60, seed=7, start=START, log_prior_purchases=True))
+    before = env.collect()
+    orders = before.events.loc[before.events["ts"] < START]
+    assert len(orders) and set(orders["event_type"]) <= {"purchase", "store_purchase"}
+    assert (orders["value"] > 0).all()
+    traits = before.truth["traits"].set_index("customer_id")
+    buyers = traits.index[traits["initial_phase"].isin(["service", "advocacy"])]
+    assert set(buyers) <= set(orders["customer_id"])  # every known service/advocacy customer has bought
+    assert not set(orders["customer_id"]) & set(traits.index[traits["initial_phase"].isin(["discovery", "purchase"])])
+    signup = before.customers.set_index("customer_id")["signup_ts"]
+    assert (orders["ts"].to_numpy() > signup.reindex(orders["customer_id"]).to_numpy()).all()
+    counted = pd.Series(env.world.state.n_purchases, index=env.customer_ids)
+    assert counted.reindex(orders["customer_id"].unique()).eq(orders.groupby("customer_id").size()).all()
+    assert (JourneyEnvironment(SMALL).collect().events["ts"] >= START).all()  # the default: the log starts empty
+
+
 def test_contacts_respect_consent_at_the_time(data: SimulatedData) -> None:
     catalog = load_catalog()
     customers = data.customers.set_index("customer_id")
