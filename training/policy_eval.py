@@ -27,6 +27,7 @@ from journey.settings import Settings
 from journey.simulator import JourneyEnvironment, RandomLoggingPolicy, SimulatedData, SimulationConfig
 from journey.simulator.config import CHURNED
 from journey.vocabulary import NO_CONTACT, PURCHASE_EVENTS, EventType
+from training.phase_check import phase_agreement
 from training.sim_policies import (
     BlastPolicy,
     NBAPolicy,
@@ -247,6 +248,11 @@ def evaluate_seed(
     history = env.collect()
     progress(f"seed {seed}: warm-up {len(history.events):,} events, {len(history.contacts):,} logged decisions")
     models, training = train_models(history, catalog, workdir / f"seed-{seed}", seed, config.max_rows, progress)
+    since = pd.Timestamp(config.start, tz="UTC") + pd.Timedelta(days=config.days)
+    final = history.truth["final_state"]
+    phase = phase_agreement(history.customers, history.events, history.contacts, final, models, since)
+    if phase is not None:
+        progress(f"seed {seed}: phase model vs the latent phase: {phase['accuracy']:.0%} right")
     blast, blast_table = best_constant_action(
         history.customers, history.events, history.contacts, catalog, config.simulation(seed).response_window_days
     )
@@ -261,6 +267,7 @@ def evaluate_seed(
     return {
         "seed": seed,
         "training": training,
+        "phase_model": phase,
         "blast_action": blast.key,
         "blast_candidates": blast_table.head(10).to_dict("records"),
         "policies": {name: {**run.metrics, **run.detail} for name, run in runs.items()},
@@ -353,7 +360,17 @@ def evaluate_on_simulator(
     with tempfile.TemporaryDirectory(prefix="parcours-eval-") as tmp:
         per_seed = [evaluate_seed(config, seed, catalog, policies, Path(tmp), say) for seed in config.seeds]
     summary = summarise(per_seed, names)
-    return {"config": config.model_dump(), **summary, "verdict": verdict(summary, per_seed), "seeds": per_seed}
+    result = {"config": config.model_dump(), **summary, "verdict": verdict(summary, per_seed), "seeds": per_seed}
+    return {**result, "phase_model": phase_summary(per_seed)}
+
+
+def phase_summary(per_seed: Sequence[dict[str, Any]]) -> dict[str, float] | None:
+    """Mean and sd over seeds of the phase model's accuracy against the latent phase (None without the model)."""
+    accuracy = [s["phase_model"]["accuracy"] for s in per_seed if s.get("phase_model")]
+    if not accuracy:
+        return None
+    spread = float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else 0.0
+    return {"accuracy": float(np.mean(accuracy)), "accuracy_std": spread}
 
 
 # ------------------------------------------------------------------------------------------------ MLflow
@@ -398,6 +415,8 @@ def log_result(result: dict[str, Any], settings: Settings, run_name: str = "eval
             for k, v in result[p].items()
             if isinstance(v, int | float) and np.isfinite(v)
         }
+        phase = result.get("phase_model") or {}
+        metrics.update({f"phase_model.{k}": float(v) for k, v in phase.items() if isinstance(v, int | float)})
         mlflow.log_metrics(metrics)
         out = Path(tmp)
         (out / "evaluation.json").write_text(json.dumps(result, indent=1, default=str))

@@ -62,6 +62,12 @@ def _print_simulation(result: dict[str, Any]) -> None:
             f"NBA − 1.3 × baseline: {verdict['target_margin']:,.0f}{interval}; "
             f"met with confidence: {verdict['target_met_with_confidence']}"
         )
+    phase = result.get("phase_model")
+    if phase:
+        console.print(
+            f"  phase model against the simulator's latent phase: {phase['accuracy']:.0%} right "
+            f"(± {phase['accuracy_std']:.0%} over seeds; customers in a journey phase when the policies start)"
+        )
 
 
 def _print_offline(result: dict[str, Any]) -> None:

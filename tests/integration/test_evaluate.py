@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from parcours.cli import app
 from training.policy_eval import POLICIES
 
-TINY = ["--customers", "400", "--days", "60", "--horizon-days", "7", "--seeds", "0"]
+TINY = ["--customers", "400", "--days", "75", "--horizon-days", "7", "--seeds", "0"]  # 75 days: a phase model trains
 
 
 def test_simulator_evaluation_reports_every_policy(tmp_path: Path) -> None:
@@ -35,6 +35,11 @@ def test_simulator_evaluation_reports_every_policy(tmp_path: Path) -> None:
     verdict = report["verdict"]  # the seed-by-seed evidence sits next to the verdict on the means
     assert verdict["seeds"] == len(report["seeds"]) == len(verdict["per_seed_ratio"])
     assert 0 <= verdict["seeds_meeting_target"] <= verdict["seeds"]
+    phase = seed["phase_model"]  # the trained phase model against the simulator's latent phase, reported only
+    assert phase["customers"] > 0 and 0 <= phase["accuracy"] <= 1
+    assert sum(sum(row.values()) for row in phase["confusion"].values()) == phase["customers"]
+    assert report["phase_model"]["accuracy"] == pytest.approx(phase["accuracy"])
+    assert "phase model against the simulator's latent phase" in result.output
 
     import mlflow
 
@@ -42,6 +47,7 @@ def test_simulator_evaluation_reports_every_policy(tmp_path: Path) -> None:
     run = mlflow.get_run(report["mlflow_run_id"])
     assert "nba.incremental_revenue" in run.data.metrics
     assert run.data.metrics["verdict.target_margin"] == pytest.approx(verdict["target_margin"])
+    assert run.data.metrics["phase_model.accuracy"] == pytest.approx(phase["accuracy"])
     artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"evaluation.json", "incremental_revenue.png"} <= artifacts
 

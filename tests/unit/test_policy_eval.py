@@ -166,3 +166,26 @@ def test_arm_predictor_serves_a_learner_through_the_s_learner_interface() -> Non
     actions = [Action("email", "product_recommendation"), Action("email", "loyalty_offer")]
     treated, control = uplifts(model, X[0], actions)
     assert np.allclose(treated - control, learner.effect(X[:1])[0])
+
+
+def test_phase_agreement_counts_only_customers_in_a_journey_phase() -> None:
+    from training.phase_check import agreement
+
+    true = np.array(["service", "service", "discovery", "advocacy", "dormant", "churned", None], dtype=object)
+    predicted = np.array(["service", "discovery", "discovery", "discovery", "discovery", "service", "discovery"])
+    report = agreement(true, predicted)
+    assert report["customers"] == 4  # dormant, churned and not-yet-arrived customers have no right phase
+    assert report["accuracy"] == pytest.approx(2 / 4)
+    assert report["recall"] == {"discovery": 1.0, "service": 0.5, "advocacy": 0.0}
+    assert report["confusion"]["service"] == {"discovery": 1, "service": 1}
+    with pytest.raises(ValueError, match="latent phases"):
+        agreement(true[:3], predicted)
+
+
+def test_phase_summary_averages_the_seeds_that_had_a_phase_model() -> None:
+    from training.policy_eval import phase_summary
+
+    seeds = [{"phase_model": {"accuracy": 0.5}}, {"phase_model": {"accuracy": 0.7}}, {"phase_model": None}]
+    summary = phase_summary(seeds)
+    assert summary == {"accuracy": pytest.approx(0.6), "accuracy_std": pytest.approx(np.std([0.5, 0.7], ddof=1))}
+    assert phase_summary([{"phase_model": None}]) is None
