@@ -30,6 +30,11 @@ all in the feature service `nba`), plus {len(REQUEST_FEATURE_NAMES)} request-tim
 
 Conventions:
 - A snapshot at time t (00:00 UTC, every `snapshot_every_days`) uses only events and contacts with `ts < t`.
+- Snapshots start where the event log turns dense (`features.build.history_start`): the first period holding a
+  tenth of a typical busy period's events (the event-weighted median). A log dense from its first day starts
+  there; one that carries years of imported orders before its behavioural events starts with the behaviour, and
+  the old orders still count in every "all" feature (`purchases_total`, recency, tenure…). The Dask build sums
+  the buckets' events per day to find the same start.
 - A window of w days is the half-open interval `[t - w days, t)`: an event exactly at `t - w` is inside, one
   exactly at `t` is not. "all" = all history before t (or a state at t).
 - Counts are 0 when nothing happened; ratios, averages and "days since" are NaN when undefined.
