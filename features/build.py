@@ -86,8 +86,9 @@ def history_start(day_counts: pd.Series, every_days: int) -> pd.Timestamp | None
 
 
 def snapshot_plan(first_event: pd.Timestamp, end: pd.Timestamp, every_days: int) -> list[pd.Timestamp]:
-    """The offline snapshots of a dataset: every `every_days` from the first event's day, plus one at `end`
-    (the freshest, what serving reads). Every builder uses this one grid, so training cutoffs and serving agree."""
+    """The offline snapshots of a dataset: every `every_days` from `first_event`'s day, plus one at `end` (the
+    freshest, what serving reads). Every builder passes `history_start` of the same log as `first_event` and uses
+    this one grid, so training cutoffs and serving agree."""
     end = _utc(end)
     grid = snapshot_times(_utc(first_event).floor("D"), end, every_days)
     return sorted({*(t for t in grid if t < end), end})
