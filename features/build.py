@@ -85,11 +85,18 @@ def history_start(day_counts: pd.Series, every_days: int) -> pd.Timestamp | None
     return pd.Timestamp(counts.index[int(np.argmax(busy))])
 
 
-def snapshot_plan(first_event: pd.Timestamp, end: pd.Timestamp, every_days: int) -> list[pd.Timestamp]:
+def log_start(ts: pd.Series, every_days: int) -> pd.Timestamp | None:
+    """`history_start` of one log's event timestamps: where its snapshots and training cutoffs start."""
+    return history_start(event_days(ts), every_days)
+
+
+def snapshot_plan(first_event: pd.Timestamp | None, end: pd.Timestamp, every_days: int) -> list[pd.Timestamp]:
     """The offline snapshots of a dataset: every `every_days` from `first_event`'s day, plus one at `end` (the
-    freshest, what serving reads). Every builder passes `history_start` of the same log as `first_event` and uses
-    this one grid, so training cutoffs and serving agree."""
+    freshest, what serving reads; the only one when there is no event). Every builder passes `log_start` of the
+    same log as `first_event` and uses this one grid, so training cutoffs and serving agree."""
     end = _utc(end)
+    if first_event is None:
+        return [end]
     grid = snapshot_times(_utc(first_event).floor("D"), end, every_days)
     return sorted({*(t for t in grid if t < end), end})
 

@@ -263,8 +263,8 @@ def build_features_distributed(
     lasts = [r.last_ts for r in reports if r.last_ts is not None]
     if not firsts:
         raise DataContractError("events: no valid events")
-    days = pd.concat([r.event_days for r in reports if len(r.event_days)])
-    times = snapshot_grid(min(firsts), max(lasts), every_days, as_of, days.groupby(level=0).sum())
+    days = pd.concat([r.event_days for r in reports if len(r.event_days)])  # history_start sums shared days
+    times = snapshot_grid(min(firsts), max(lasts), every_days, as_of, days)
     out = work_dir / "snapshots"
     built = client.map(build_bucket, [work_dir] * n, ids, [times] * n, [out] * n, [as_of] * n, pure=False)
     counts: list[int] = client.gather(built)

@@ -125,14 +125,14 @@ def build_features(
     directory `load_usable` read `data` from.
     """
     from features.build import build_features as build
-    from features.build import event_days, history_start, snapshot_plan
+    from features.build import log_start, snapshot_plan
     from features.realtime import write_source
     from features.store import write_offline
 
     # Never stamp a snapshot in the future: once today's ingested events are merged, the data ends today.
     end = as_of or min(data_end(data), pd.Timestamp.now(tz="UTC"))
     every = settings.snapshot_every_days
-    times = snapshot_plan(history_start(event_days(data.events["ts"]), every) or end, end, every)
+    times = snapshot_plan(log_start(data.events["ts"], every), end, every)
     snapshots = build(data.customers, data.events, data.contacts, times)
     path = write_offline(snapshots, settings)
     tables = {"customers": data.customers, "events": data.events, "contacts": data.contacts}

@@ -81,7 +81,7 @@ def cutoff_grid(
     t + horizon <= last event (the label window is fully observed; a truncated one would fake negatives).
     Using the snapshot times themselves means Feast joins each cutoff to the snapshot taken exactly at t.
     """
-    from features.build import event_days, history_start, snapshot_times
+    from features.build import log_start, snapshot_times
 
     if horizon_days < 0 or min_history_days < 0:
         raise ValueError("cutoff_grid: horizon_days and min_history_days must be >= 0")
@@ -91,7 +91,7 @@ def cutoff_grid(
     last = ts.max()
     # the snapshot grid starts where the log turns dense (as `parcours features build` does): not in an imported
     # order history that reaches back years before the behavioural events
-    first = max(history_start(event_days(ts), every_days) or ts.min(), ts.min())
+    first = max(log_start(ts, every_days) or ts.min(), ts.min())
     grid = snapshot_times(first.floor("D"), last - pd.Timedelta(days=horizon_days), every_days)
     start = first + pd.Timedelta(days=min_history_days)
     return [pd.Timestamp(t) for t in grid if t >= start]

@@ -57,7 +57,6 @@ def phase_agreement(
     if models.phase is None:
         return None
     features = add_request_features(build_features(customers, events, contacts, [at]), at)
-    predicted = [str(getattr(p, "value", p)) for p in score_customers(models, features).phase]
+    predicted = np.array([str(p) for p in score_customers(models, features).phase], dtype=object)
     truth = latent.drop_duplicates("customer_id").set_index("customer_id")["phase"]
-    true_phase = truth.reindex(features["customer_id"].astype(str)).to_numpy(dtype=object)
-    return agreement(true_phase, np.asarray(predicted, dtype=object))
+    return agreement(truth.reindex(features["customer_id"].astype(str)).to_numpy(dtype=object), predicted)

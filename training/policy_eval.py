@@ -72,6 +72,11 @@ class SimEvalConfig(BaseModel):
     max_rows: int | None = Field(default=None, ge=1000, description="Cap rows per training task.")
     policies: tuple[str, ...] = POLICIES
 
+    @property
+    def evaluation_start(self) -> pd.Timestamp:
+        """When the warm-up ends and the policies start deciding."""
+        return pd.Timestamp(self.start, tz="UTC") + pd.Timedelta(days=self.days)
+
     def simulation(self, seed: int) -> SimulationConfig:
         return SimulationConfig(
             customers=self.customers, days=self.days + self.horizon_days, seed=seed, start=pd.Timestamp(self.start)
@@ -105,13 +110,13 @@ def load_version(settings: Settings, task: str, version: str) -> LoadedModel:
 
 def build_feature_store(data: Any, settings: Settings) -> pd.Timestamp:
     """Weekly offline snapshots plus one at the end of the data, written and registered in Feast."""
-    from features.build import build_features, event_days, history_start, snapshot_plan
+    from features.build import build_features, log_start, snapshot_plan
     from features.store import apply, write_offline
 
     last = max(pd.Timestamp(data.events["ts"].max()), pd.Timestamp(data.contacts["ts"].max()))
     end = last.floor("D") + pd.Timedelta(days=1)
     every = settings.snapshot_every_days
-    times = snapshot_plan(history_start(event_days(data.events["ts"]), every) or end, end, every)
+    times = snapshot_plan(log_start(data.events["ts"], every), end, every)
     write_offline(build_features(data.customers, data.events, data.contacts, times), settings)
     apply(settings)
     return end
@@ -213,7 +218,7 @@ def run_policy(
     import time
 
     env = warm_up(config, seed, catalog)
-    since = pd.Timestamp(config.start, tz="UTC") + pd.Timedelta(days=config.days)
+    since = config.evaluation_start
     churned_before = int((env.world.state.phase == CHURNED).sum())
     policy = _policy(name, catalog, policies, setup["observer"], setup["models"], setup["blast"], seed)
     started = time.perf_counter()
@@ -248,9 +253,9 @@ def evaluate_seed(
     history = env.collect()
     progress(f"seed {seed}: warm-up {len(history.events):,} events, {len(history.contacts):,} logged decisions")
     models, training = train_models(history, catalog, workdir / f"seed-{seed}", seed, config.max_rows, progress)
-    since = pd.Timestamp(config.start, tz="UTC") + pd.Timedelta(days=config.days)
     final = history.truth["final_state"]
-    phase = phase_agreement(history.customers, history.events, history.contacts, final, models, since)
+    at = config.evaluation_start
+    phase = phase_agreement(history.customers, history.events, history.contacts, final, models, at)
     if phase is not None:
         progress(f"seed {seed}: phase model vs the latent phase: {phase['accuracy']:.0%} right")
     blast, blast_table = best_constant_action(

@@ -155,12 +155,12 @@ class JourneyEnvironment:
             ts = self.start_us + (np.floor(day) * DAY_US).astype(np.int64) + hour
             ts = np.where(k == 0, np.maximum(ts, signed_up + HOUR_US), ts)  # a buyer's last order follows sign-up
             who = (s.n_purchases[buyer] > k) & (ts > signed_up)
-            idx = buyer[who]
+            idx, ts = buyer[who], ts[who]
             noise = self.config.basket_sigma * rng.standard_normal(len(idx))
             value = np.round(np.exp(t.basket_log_median[idx] + noise), 2).astype(np.float64)
             store = rng.random(len(idx)) < t.store_preference[idx]
-            w.events.add(idx[store], ts[who][store], "store_purchase", STORE, -1, value[store])
-            w.events.add(idx[~store], ts[who][~store], "purchase", w.site_channel(idx[~store]), -1, value[~store])
+            w.events.add(idx[store], ts[store], "store_purchase", STORE, -1, value[store])
+            w.events.add(idx[~store], ts[~store], "purchase", w.site_channel(idx[~store]), -1, value[~store])
             logged += who
         s.n_purchases[buyer] = logged  # the state counts what the log shows
 

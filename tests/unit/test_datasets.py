@@ -64,7 +64,7 @@ def test_cutoff_grid_is_midnight_aligned_with_history_and_a_full_horizon() -> No
 def test_cutoff_grid_starts_where_the_behavioural_log_does_not_in_old_orders() -> None:
     """A log carrying years of imported orders before its behavioural events: training cutoffs (and the feature
     snapshots they join) start with the dense part, on the same grid, and the old orders still count."""
-    from features.build import event_days, history_start, snapshot_plan
+    from features.build import log_start, snapshot_plan
     from journey.simulator import SimulationConfig, simulate
 
     start = pd.Timestamp("2024-03-01", tz="UTC")
@@ -73,7 +73,7 @@ def test_cutoff_grid_starts_where_the_behavioural_log_does_not_in_old_orders() -
     grid = cutoff_grid(data.events, every_days=7, horizon_days=7, min_history_days=28)
     assert start + pd.Timedelta(days=28) <= grid[0] < start + pd.Timedelta(days=42)
     end = data.events["ts"].max().floor("D")
-    plan = snapshot_plan(history_start(event_days(data.events["ts"]), 7) or end, end, 7)  # as the pipelines do
+    plan = snapshot_plan(log_start(data.events["ts"], 7), end, 7)  # as the pipelines do
     assert set(grid) <= set(plan)
     assert plan[0] > start - pd.Timedelta(days=7)
 
