@@ -120,6 +120,8 @@ class SimulationConfig:
             raise ValueError("none_share must be in [0, 1)")
         if not 0.0 <= self.initial_share <= 1.0:
             raise ValueError("initial_share must be in [0, 1]")
+        if not self.prior_purchase_gap_days > 0:
+            raise ValueError(f"prior_purchase_gap_days must be > 0, got {self.prior_purchase_gap_days}")
         if len(self.initial_mix) != LIVE_STATES or min(self.initial_mix) < 0 or sum(self.initial_mix) <= 0:
             raise ValueError(f"initial_mix needs {LIVE_STATES} non-negative weights")
 

@@ -141,6 +141,8 @@ def test_known_buyers_come_with_their_order_history() -> None:
     counted = pd.Series(env.world.state.n_purchases, index=env.customer_ids)
     assert counted.reindex(orders["customer_id"].unique()).eq(orders.groupby("customer_id").size()).all()
     assert (JourneyEnvironment(SMALL).collect().events["ts"] >= START).all()  # the default: the log starts empty
+    with pytest.raises(ValueError, match="prior_purchase_gap_days"):
+        SimulationConfig(customers=10, days=5, log_prior_purchases=True, prior_purchase_gap_days=0)
 
 
 def test_contacts_respect_consent_at_the_time(data: SimulatedData) -> None:
