@@ -20,6 +20,7 @@ from journey.contract.schema import (
     FUTURE_TOLERANCE,
     NORMALISED_COLUMNS,
     OPTIONAL_COLUMNS,
+    REVIEW_RATING_RANGE,
     SURVEY_SCORE_RANGE,
 )
 from journey.vocabulary import CONSENT_FIELDS, EVENT_CHANNELS, NO_CONTACT, NO_CONTENT, EventType
@@ -208,7 +209,7 @@ def check_events(raw: pd.DataFrame, now: pd.Timestamp, valid_ids: pd.Index | Non
 
 
 def _flag_event_values(v: Verdicts, raw: pd.Series, kinds: pd.Series) -> pd.Series:
-    """Purchase amounts are >= 0 and survey scores 0–10; a missing amount or score is allowed (NaN)."""
+    """Purchase amounts are >= 0, survey scores 0–10, review ratings 1–5; a missing value is allowed (NaN)."""
     parsed = parse.parse_number(raw)
     _flag_invalid(v, "value", parsed, raw, "a number")
     values = parsed.values
@@ -218,14 +219,14 @@ def _flag_event_values(v: Verdicts, raw: pd.Series, kinds: pd.Series) -> pd.Seri
         "value: purchase amount must be >= 0",
         _with_value("value", raw, "purchase amount must be >= 0 (got {})", quote=""),
     )
-    low, high = SURVEY_SCORE_RANGE
-    survey = kinds.eq(EventType.SURVEY.value).to_numpy(dtype=bool)
-    out_of_range = ((values < low) | (values > high)).to_numpy(dtype=bool)
-    v.flag(
-        survey & out_of_range,
-        f"value: survey score must be between {low:g} and {high:g}",
-        _with_value("value", raw, f"survey score must be between {low:g} and {high:g} (got {{}})", quote=""),
-    )
+    for kind, what, (low, high) in (
+        (EventType.SURVEY, "survey score", SURVEY_SCORE_RANGE),
+        (EventType.REVIEW, "review rating", REVIEW_RATING_RANGE),
+    ):
+        outside = ((values < low) | (values > high)).to_numpy(dtype=bool)
+        out_of_range = kinds.eq(kind.value).to_numpy(dtype=bool) & outside
+        rule = f"{what} must be between {low:g} and {high:g}"
+        v.flag(out_of_range, f"value: {rule}", _with_value("value", raw, rule + " (got {})", quote=""))
     return values
 
 

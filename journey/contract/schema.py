@@ -43,6 +43,7 @@ EARLIEST_TS: Final = pd.Timestamp("1990-01-01", tz="UTC")
 FUTURE_TOLERANCE: Final = pd.Timedelta(days=1)
 MAX_QUARANTINE_SHARE: Final = 0.5
 SURVEY_SCORE_RANGE: Final = (0.0, 10.0)
+REVIEW_RATING_RANGE: Final = (1.0, 5.0)
 QUARANTINE_COLUMNS: Final = ("table", "row", "reason", "record")
 
 

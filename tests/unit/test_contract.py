@@ -105,6 +105,8 @@ BAD_ROWS = [
     ("events", {"value": "12,50"}, "value: not a number ('12,50')"),
     ("events", {"value": "inf"}, "value: not a number ('inf')"),
     ("events", {"event_type": "survey", "value": "11"}, "value: survey score must be between 0 and 10"),
+    ("events", {"event_type": "review", "value": "0"}, "value: review rating must be between 1 and 5"),
+    ("events", {"event_type": "review", "value": "9"}, "value: review rating must be between 1 and 5 (got 9)"),
     ("events", {}, "duplicate of row 0"),
     ("contacts", {"decision_id": "d9", "propensity": "1.7"}, "propensity: 1.7 is outside (0, 1]"),
     ("contacts", {"decision_id": "d9", "propensity": "0"}, "propensity: 0 is outside (0, 1]"),
