@@ -27,7 +27,7 @@ from journey.vocabulary import (
     Phase,
 )
 
-LABELS_VERSION = 1
+LABELS_VERSION = 2
 
 # Phase rules (days around the cutoff); see docs/labels.md for the marketer's reading of each.
 PHASE_PURCHASE_AHEAD_DAYS = 14
@@ -35,7 +35,9 @@ PHASE_ADVOCACY_AROUND_DAYS = 30
 PHASE_SERVICE_BACK_DAYS = 90
 PHASE_RESEARCH_AROUND_DAYS = 14
 PHASE_MIN_PRODUCT_VIEWS = 2
+PHASE_MIN_ANONYMOUS_PRODUCT_VIEWS = 4
 ADVOCACY_MIN_SURVEY_SCORE = 9.0
+ADVOCACY_MIN_REVIEW_RATING = 5.0
 PHASE_LOOKAHEAD_DAYS = max(PHASE_PURCHASE_AHEAD_DAYS, PHASE_ADVOCACY_AROUND_DAYS, PHASE_RESEARCH_AROUND_DAYS)
 """How far after a cutoff the phase label looks; the dataset grid must leave this much data after t."""
 
@@ -50,7 +52,9 @@ CHURN_ACTIVITY_EVENTS: frozenset[str] = (
 _CONVERSION_GOALS = frozenset(PURCHASE_EVENTS)
 _CONNECTION_GOALS = frozenset({EventType.SIGNUP.value, EventType.REFERRAL.value})
 _KNOWLEDGE_GOALS = frozenset({EventType.SURVEY.value, EventType.REVIEW.value})
-_ADVOCACY_SIGNALS = frozenset({EventType.REVIEW.value, EventType.REFERRAL.value})
+_AFTER_SALES = frozenset(
+    {EventType.SUPPORT_TICKET.value, EventType.SURVEY.value, EventType.REVIEW.value, EventType.REFERRAL.value}
+)
 _CART_EVENTS = frozenset({EventType.ADD_TO_CART.value, EventType.CHECKOUT.value})
 _PURCHASE_INTENT = frozenset({EventType.CHECKOUT.value}) | PURCHASE_EVENTS
 
@@ -250,39 +254,54 @@ def _identified(customers: pd.DataFrame, events: pd.DataFrame, anchors: _Anchors
     return known | (n > 0)
 
 
+def _promoter_signals(events: pd.DataFrame) -> pd.DataFrame:
+    """Referrals, promoter survey scores (>= 9 of 10) and top-rated reviews (a review without a rating counts)."""
+    kind, value = events["event_type"], events["value"]
+    survey = (kind == EventType.SURVEY.value) & (value >= ADVOCACY_MIN_SURVEY_SCORE)
+    review = (kind == EventType.REVIEW.value) & ~(value < ADVOCACY_MIN_REVIEW_RATING)
+    return events.loc[(kind == EventType.REFERRAL.value) | survey | review]
+
+
 def phase_labels(customers: pd.DataFrame, events: pd.DataFrame, cutoffs: pd.DataFrame) -> pd.Series:
     """The journey phase around each cutoff, by rules a marketer can check (docs/labels.md).
 
     Precedence: purchase > advocacy > service > consideration > discovery. The imminent sale wins because it is
     the shortest-lived state; an ambassador is a special buyer, so advocacy beats plain service; a recent buyer
-    who browses again is served (cross-sell) rather than treated as a new prospect.
+    who browses again is served (cross-sell) rather than treated as a new prospect. After-sales contacts
+    (tickets, surveys, reviews, referrals) mark a customer even when their purchases predate the event log.
     """
     events, anchors = _cutoff_timeline(events, cutoffs)
     purchases = _select(events, PURCHASE_EVENTS)
+    after_sales = _select(events, _AFTER_SALES)
 
     buys_soon, _ = _window(_select(events, _PURCHASE_INTENT), anchors, _days(0), _days(PHASE_PURCHASE_AHEAD_DAYS))
 
     around = _days(PHASE_ADVOCACY_AROUND_DAYS)
-    advocacy_mask = events["event_type"].isin(list(_ADVOCACY_SIGNALS)) | (
-        (events["event_type"] == EventType.SURVEY.value) & (events["value"] >= ADVOCACY_MIN_SURVEY_SCORE)
-    )
-    advocates, _ = _window(events.loc[advocacy_mask], anchors, -around, around)
+    promoter, _ = _window(_promoter_signals(events), anchors, -around, around)
     has_bought, _ = _window(purchases, anchors, None, _days(0))
+    served_before, _ = _window(after_sales, anchors, None, _days(0))
+    # An after-sales contact soon after t shows a customer at t, unless a purchase in between explains it.
+    served_next, _ = _window(after_sales, anchors, _days(0), around)
+    bought_next, _ = _window(purchases, anchors, _days(0), around)
+    served_after = (served_next > 0) & (bought_next == 0)
+    customer = (has_bought > 0) | (served_before > 0) | served_after
 
     recent_buys, _ = _window(purchases, anchors, -_days(PHASE_SERVICE_BACK_DAYS), _days(0))
+    served_recently, _ = _window(after_sales, anchors, -_days(PHASE_SERVICE_BACK_DAYS), _days(0))
 
     research = _days(PHASE_RESEARCH_AROUND_DAYS)
     views, _ = _window(_select(events, {EventType.PRODUCT_VIEW.value}), anchors, -research, research)
     carts, _ = _window(_select(events, _CART_EVENTS), anchors, -research, research)
-    researching = (views >= PHASE_MIN_PRODUCT_VIEWS) | (carts > 0)
     identified = _identified(customers, events, anchors, research)
+    min_views = np.where(identified, PHASE_MIN_PRODUCT_VIEWS, PHASE_MIN_ANONYMOUS_PRODUCT_VIEWS)
+    researching = (views >= min_views) | (carts > 0)
 
     phase = np.select(
         [
             buys_soon > 0,
-            (advocates > 0) & (has_bought > 0),
-            recent_buys > 0,
-            researching & identified,
+            (promoter > 0) & customer,
+            (recent_buys > 0) | (served_recently > 0) | served_after,
+            researching,
         ],
         [Phase.PURCHASE.value, Phase.ADVOCACY.value, Phase.SERVICE.value, Phase.CONSIDERATION.value],
         default=Phase.DISCOVERY.value,

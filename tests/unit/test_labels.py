@@ -52,7 +52,7 @@ def customers(**signups: pd.Timestamp | None) -> pd.DataFrame:
 
 
 def test_labels_version_is_declared() -> None:
-    assert LABELS_VERSION == 1
+    assert LABELS_VERSION == 2
 
 
 # ---------------------------------------------------------------------------------------------------- purchase
@@ -150,7 +150,18 @@ def phase_of(*rows: tuple, who: pd.DataFrame = KNOWN) -> str:
         ([("a", day(-100), "purchase"), ("a", day(30), "referral")], "discovery"),  # t+30d is outside
         ([("a", day(-100), "purchase"), ("a", day(29), "survey", 9.0)], "advocacy"),
         ([("a", day(-10), "purchase"), ("a", day(1), "survey", 8.0)], "service"),  # a passive score
-        ([("a", day(-30), "review")], "discovery"),  # never bought: no advocacy
+        ([("a", day(-100), "purchase"), ("a", day(-30), "review", 4.0)], "service"),  # not a top rating
+        ([("a", day(-10), "purchase"), ("a", day(-5), "review", 4.0)], "service"),
+        ([("a", day(-10), "purchase"), ("a", day(-5), "review", 5.0)], "advocacy"),
+        # after-sales contacts mark a customer whose purchases predate the log
+        ([("a", day(-30), "review", 5.0)], "advocacy"),
+        ([("a", day(-30), "review", 2.0)], "service"),
+        ([("a", day(-90), "support_ticket")], "service"),
+        ([("a", day(-90) - US, "support_ticket")], "discovery"),
+        ([("a", day(-200), "support_ticket"), ("a", day(10), "referral")], "advocacy"),
+        ([("a", day(29), "survey", 5.0)], "service"),  # surveyed soon after t: already a customer at t
+        ([("a", day(30), "survey", 5.0)], "discovery"),
+        ([("a", day(20), "purchase"), ("a", day(29), "support_ticket")], "discovery"),  # explained by the purchase
         ([("a", day(20), "purchase"), ("a", day(25), "review")], "discovery"),  # not a buyer yet at t
         ([("a", T0 - US, "purchase"), ("a", day(29), "review")], "advocacy"),
         ([("a", T0, "purchase"), ("a", day(1), "review")], "purchase"),
@@ -178,12 +189,17 @@ def test_phase_precedence(rows: list[tuple], expected: str) -> None:
     assert phase_of(*rows) == expected
 
 
-def test_anonymous_researcher_stays_in_discovery_until_identified() -> None:
+def test_anonymous_researcher_needs_more_views_than_an_identified_one() -> None:
     research = [("a", day(-2), "product_view"), ("a", day(-1), "product_view")]
     assert phase_of(*research, who=customers(a=None)) == "discovery"
     assert phase_of(*research, who=customers(a=day(14) - US)) == "consideration"  # signs up during research
     assert phase_of(*research, who=customers(a=day(14))) == "discovery"
     assert phase_of(*research, ("a", day(2), "signup"), who=customers()) == "consideration"
+    # sustained research counts without an identity
+    views = [("a", day(k), "product_view") for k in (-13, -6, 1, 13)]
+    assert phase_of(*views, who=customers(a=None)) == "consideration"
+    assert phase_of(*views[:3], who=customers(a=None)) == "discovery"
+    assert phase_of(("a", day(-3), "add_to_cart"), who=customers(a=None)) == "consideration"
     # a guest checkout is still a purchase
     assert phase_of(("a", day(1), "checkout"), who=customers(a=None)) == "purchase"
 
