@@ -3,7 +3,8 @@
 The phase model learns rule-based labels (`training.labels.phase_labels`) from what the event log shows; the
 simulator knows each customer's true phase. The NBA's eligibility and objective weights rest on the predicted
 phase, so `parcours evaluate` reports how often it is right when the policies start deciding. On the simulator
-this is the NBA's largest single handicap (docs/policy-evaluation.md, "Sixth session"). Training reports the same
+it was the NBA's largest single handicap until the labels learned to see customers through their after-sales
+contacts (docs/policy-evaluation.md, "Sixth session" and "Seventh session"). Training reports the same
 agreement on the phase run's test split when given the truth (`model_true_phase_accuracy`, docs/lifecycle.md);
 this one measures it where the decisions are taken. The latent phase is read for reporting only: it is never a
 feature or a label.
