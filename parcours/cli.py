@@ -184,9 +184,7 @@ def train(
     home: HomeOption = None,
 ) -> None:
     """Build point-in-time training sets, train LightGBM models, track them in MLflow and register them."""
-    settings = _settings(
-        home, purchase_horizon_days=purchase_horizon_days, churn_horizon_days=churn_horizon_days
-    )
+    settings = _settings(home, purchase_horizon_days=purchase_horizon_days, churn_horizon_days=churn_horizon_days)
 
     def body() -> None:
         _train(settings, _resolve(settings, data), _utc(as_of), tuple(task or ()), max_rows)

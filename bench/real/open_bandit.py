@@ -139,9 +139,7 @@ def reconstruction_check(bts: pd.DataFrame, n_items: int, freshness_hours: float
     involved), against the time-averaged frequency of each (item, position) as the naive alternative."""
     items, positions = bts["item"].to_numpy(), bts["position"].to_numpy()
     logged = bts["propensity"].to_numpy()
-    proba = bts_action_distribution(
-        bts, bts["t"].to_numpy(), positions, n_items, freshness_hours, leave_one_out=True
-    )
+    proba = bts_action_distribution(bts, bts["t"].to_numpy(), positions, n_items, freshness_hours, leave_one_out=True)
     predicted = proba[np.arange(len(bts)), items]
     counts = np.zeros((n_items, N_POSITIONS))
     np.add.at(counts, (items, positions), 1.0)
@@ -319,8 +317,11 @@ def _summary(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("onpolicy_ctr", "naive_random_ctr", "ips", "snips", "dm", "dr")
     return {
         campaign: {
-            **{k: [round(figures[k]["value"], 5), round(figures[k]["ci_low"], 5), round(figures[k]["ci_high"], 5)]
-               for k in keys if k in figures},
+            **{
+                k: [round(figures[k]["value"], 5), round(figures[k]["ci_low"], 5), round(figures[k]["ci_high"], 5)]
+                for k in keys
+                if k in figures
+            },
             **{k: round(v, 3) for k, v in figures.items() if k.startswith("relative_error_")},
         }
         for campaign, figures in result["campaigns"].items()

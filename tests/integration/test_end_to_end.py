@@ -44,9 +44,7 @@ def test_the_response_model_is_response_times_effect_with_opt_out_rates(workspac
     assert rates["web"] < rates["email"]  # nothing to unsubscribe from on the site
 
 
-def test_decision_for_a_known_customer_is_complete_and_consistent(
-    client: TestClient, workspace: Workspace
-) -> None:
+def test_decision_for_a_known_customer_is_complete_and_consistent(client: TestClient, workspace: Workspace) -> None:
     customer = workspace.customers.iloc[0]
     response = client.post("/v1/next-best-action", json={"customer_id": str(customer["customer_id"])})
     assert response.status_code == 200, response.text
@@ -122,9 +120,7 @@ def test_client_mistakes_get_a_clear_4xx(client: TestClient, path: str, payload:
 
 
 def test_malformed_json_is_a_422(client: TestClient) -> None:
-    response = client.post(
-        "/v1/next-best-action", content=b"{not json", headers={"Content-Type": "application/json"}
-    )
+    response = client.post("/v1/next-best-action", content=b"{not json", headers={"Content-Type": "application/json"})
     assert response.status_code == 422
 
 

@@ -133,9 +133,7 @@ def test_invalid_propensity_raises_naming_the_row(bad: float) -> None:
 
 def test_evaluate_policy_names_the_frame_row_of_an_invalid_propensity() -> None:
     logs = simulate((20,), seed=8)
-    frame = pd.DataFrame(
-        {"reward": logs.reward, "propensity": logs.pscore}, index=[f"d-{i}" for i in range(20)]
-    )
+    frame = pd.DataFrame({"reward": logs.reward, "propensity": logs.pscore}, index=[f"d-{i}" for i in range(20)])
     frame.loc["d-12", "propensity"] = 0.0
     with pytest.raises(ValueError, match="'d-12'"):
         evaluate_policy(frame, logs.target_proba, n_bootstrap=0)
