@@ -231,3 +231,19 @@ def _assemble(
     sums = np.stack([np.bincount(leaf, packed[:, a], 4) for a in range(packed.shape[1])], axis=-1)
     actions = tuple(int(a) for a in _leaf_score(sums, kappa, reference)[1])
     return PolicyTree(Split(f1, float(edges[f1][t])), (children[0], children[1]), actions, value)  # type: ignore[arg-type]
+
+
+def describe(tree: PolicyTree, names: list[str] | None = None) -> list[str]:
+    """The tree's splits in words, root first (`names` label the features; x<j> otherwise): what a marketer reads
+    to see who the policy treats differently."""
+
+    def split(s: Split) -> str:
+        return f"{names[s.feature] if names else f'x{s.feature}'} <= {s.threshold:g}"
+
+    if tree.root is None:
+        return []
+    out = [f"root: {split(tree.root)}"]
+    for side, child in zip(("yes", "no"), tree.children, strict=True):
+        if child is not None:
+            out.append(f"{side}: {split(child)}")
+    return out

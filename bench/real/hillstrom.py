@@ -8,10 +8,9 @@ converted into the data contract (customers, events, contacts with propensity 1/
 the point-in-time features at the campaign, `training.labels.response_dataset` labels each decision (outcome =
 a visit within 14 days), and the response models are trained: the registered S-learner
 (`training.pipeline.train_task`, through MLflow), the DR-learner of `training.uplift`, and — `parcours` — the
-policy learner of `training.policy_learning` (cross-fitted DR scores; the best constant e-mail policy, or a
-depth ≤ 2 policy tree whose leaves deviate from it where the DR gain minus kappa standard errors is positive —
-depth and kappa chosen per price by cross-fitted DR value on the training half only, a tree kept when its
-cross-fitted gain over the constant exceeds z standard errors, `--z`). Each sits behind the response model's
+policy learner of `training.policy_learning` (cross-fitted DR scores; per price, a depth-2 policy tree searched
+on them whose leaves depart from the best constant e-mail policy only where the DR gain exceeds kappa standard
+errors, `--kappa`, default 1). Each sits behind the response model's
 interface; on the other half the DecisionEngine decides with catalog cost c per e-mail (in visits): the e-mail
 with the largest uplift − c, or none. Each policy's visits per customer are estimated by IPS with the known
 propensity 1/3; net = visits − c × share e-mailed. Constant policies and a plain LightGBM S-learner on the raw
@@ -193,11 +192,12 @@ def dr_learner_model(train: pd.DataFrame, names: list[str], catalog: Any, seed: 
     return _behind_interface("hillstrom-dr-learner", learner, template)
 
 
-def fit_policy_learner(train: pd.DataFrame, features: list[str], seed: int, z: float | None = None) -> Any:
-    """The policy learner's cross-fitted nuisances on the training half (tuned per price by `policy_model`)."""
-    from training.policy_learning import PolicyLearner
+def fit_policy_learner(train: pd.DataFrame, features: list[str], seed: int, kappa: float | None = None) -> Any:
+    """The policy learner's cross-fitted DR scores on the training half (tuned per price by `policy_model`)."""
+    from training.policy_learning import KAPPA, PolicyLearner
 
-    return _fit_on_arms(PolicyLearner(seed=seed, z=z), train, features)
+    learner = PolicyLearner(seed=seed, kappa=KAPPA if kappa is None else kappa)
+    return _fit_on_arms(learner, train, features, names=True)
 
 
 def policy_model(learner: Any, cost: float, template: Any) -> tuple[Any, dict[str, Any]]:
@@ -206,13 +206,14 @@ def policy_model(learner: Any, cost: float, template: Any) -> tuple[Any, dict[st
     return _behind_interface("hillstrom-policy-learner", tuned, template), tuned.choice.model_dump()
 
 
-def _fit_on_arms(learner: Any, train: pd.DataFrame, features: list[str]) -> Any:
-    """Fit a multi-arm learner (training.uplift interface) on the training half: arms 1, 2 vs control 0, p = 1/3."""
+def _fit_on_arms(learner: Any, train: pd.DataFrame, features: list[str], names: bool = False) -> Any:
+    """Fit a multi-arm learner (training.uplift interface) on the training half: arms 1, 2 vs control 0, p = 1/3.
+    `names` passes the feature names (the policy learner reports its splits with them)."""
     X = train[features].to_numpy(dtype=np.float64)
     arm = train["arm"].map({a: i for i, a in enumerate(ARMS)}).to_numpy()
-    return learner.fit(
-        X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=np.full(len(X), PROPENSITY)
-    )
+    extra = {"feature_names": features} if names else {}
+    pscore = np.full(len(X), PROPENSITY)
+    return learner.fit(X, arm, train["label"].to_numpy(float), arms=[1, 2], control=0, pscore=pscore, **extra)
 
 
 def _behind_interface(name: str, learner: Any, template: Any) -> Any:
@@ -318,7 +319,7 @@ def run_seed(
     catalog: Any,
     seed: int,
     costs: Sequence[float],
-    z: float | None = None,
+    kappa: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     rng = np.random.default_rng(seed)
     in_eval = rng.permutation(len(table)) < len(table) // 2
@@ -327,7 +328,7 @@ def run_seed(
     with tempfile.TemporaryDirectory(prefix="hillstrom-") as home:
         s_model = train_parcours_s_learner(train, names, catalog, Path(home), seed)
     dr_model = dr_learner_model(train, names, catalog, seed, s_model)
-    learner = fit_policy_learner(train, list(s_model.feature_names), seed, z)
+    learner = fit_policy_learner(train, list(s_model.feature_names), seed, kappa)
     plain = plain_s_learner(train, test, raw, seed)
     logged, reward = test["arm"].to_numpy(dtype=object), test["label"].to_numpy(float)
     per_cost: dict[str, Any] = {}
@@ -393,8 +394,8 @@ def summarise(per_seed: list[dict[str, Any]], costs: Sequence[float]) -> dict[st
             "best_baseline": best_other,
             "parcours_beats_all_baselines": all(paired[n]["diff_mean"] > 1e-12 for n in BASELINES),
             "parcours_minus_baseline": paired,
-            "policy_choice": [s["policy_choice"][key]["candidate"] for s in per_seed],
-            "policy_kappa": [s["policy_choice"][key]["kappa"] for s in per_seed],
+            "policy_deviating_share": [s["policy_choice"][key]["deviating_share"] for s in per_seed],
+            "policy_splits": [s["policy_choice"][key]["splits"] for s in per_seed],
         }
     return out
 
@@ -404,7 +405,7 @@ def run(
     seeds: Sequence[int],
     costs: Sequence[float],
     sample: int | None = None,
-    z: float | None = None,
+    kappa: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     from journey.catalog import load_catalog
 
@@ -420,12 +421,12 @@ def run(
     table, names = decision_table(raw, catalog)
     per_seed, first = [], None
     for seed in seeds:
-        result, decisions = run_seed(raw, table, names, catalog, seed, costs, z)
+        result, decisions = run_seed(raw, table, names, catalog, seed, costs, kappa)
         per_seed.append(result)
         first = decisions if first is None else first
         print(f"seed {seed}: " + "; ".join(
-            f"c={c}: parcours {v['parcours']['net']:.4f} ({result['policy_choice'][c]['best_candidate']}"
-            f"{'' if result['policy_choice'][c]['candidate'] != 'constant' else ' -> constant'}) "
+            f"c={c}: parcours {v['parcours']['net']:.4f} "
+            f"(deviates {result['policy_choice'][c]['deviating_share']:.0%}) "
             f"s-learner {v['s_learner_lgbm']['net']:.4f} mens {v['all_mens']['net']:.4f} "
             f"none {v['no_email']['net']:.4f}" for c, v in result["costs"].items()), flush=True)  # fmt: skip
     payload = {
@@ -435,7 +436,7 @@ def run(
         "seeds": list(seeds),
         "customers": len(raw),
         "costs": list(costs),
-        "policy_z": z,
+        "policy_kappa": kappa,
         "summary": summarise(per_seed, costs),
         "per_seed": per_seed,
         "runtime_seconds": round(time.perf_counter() - started, 1),
@@ -458,12 +459,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--decisions-out", type=Path, default=None, help="CSV of the decisions (first seed)")
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--sample", type=int, default=None, help="use a fixed random subset of N customers")
-    parser.add_argument("--z", type=float, default=None, help="policy learner's gate (default: its own, 1.96)")
+    parser.add_argument(
+        "--kappa", type=float, default=None, help="standard errors a leaf's gain must clear to deviate (default 1)"
+    )
     args = parser.parse_args(argv)
-    if args.z is not None and args.z < 0:
-        parser.error(f"--z must be >= 0, got {args.z}")
+    if args.kappa is not None and args.kappa < 0:
+        parser.error(f"--kappa must be >= 0, got {args.kappa}")
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [args.seed if args.seed is not None else 0]
-    payload, decisions = run(args.data_dir, seeds, _floats(args.costs), args.sample, args.z)
+    payload, decisions = run(args.data_dir, seeds, _floats(args.costs), args.sample, args.kappa)
     write_json(args.out, payload)
     if args.decisions_out is not None:
         args.decisions_out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,10 +38,12 @@ def test_one_seed_one_cost(tmp_path: Path) -> None:
     paired = summary["parcours_minus_baseline"]["all_mens"]
     assert paired["diff_mean"] == pytest.approx(policies["parcours"]["net"] - mens["net"])
     assert paired["wins"] + paired["ties"] + paired["losses"] == 1
-    # the policy learner's choice is recorded, and never worse than the best constant on its own training half
+    # the policy learner's tree is recorded, and deviates only where its training half shows a gain
     choice = result["per_seed"][0]["policy_choice"]["0.06"]
-    assert choice["candidate"] in {"constant", "tree-1", "tree-2"} and summary["policy_choice"] == [choice["candidate"]]
-    assert choice["value"] >= choice["constant_value"] or choice["candidate"] == "constant"
+    assert summary["policy_deviating_share"] == [choice["deviating_share"]]
+    assert summary["policy_splits"] == [choice["splits"]] and all(isinstance(s, str) for s in choice["splits"])
+    assert choice["value"] >= choice["constant_value"] and choice["reference"] in {-1, 0, 1}
+    assert (choice["deviating_share"] > 0) == (choice["gain"] > 0)
 
     frame = pd.read_csv(decisions)
     assert list(frame.columns) == ["row", "cost", "arm"]
