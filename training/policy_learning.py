@@ -187,12 +187,13 @@ class PolicyLearner:
         tree = fit_policy_tree(self.X_, dr, self.depth, min_leaf, self.max_bins, self.kappa, reference)
         policy = LeafPolicy(tree, lcb_decisions(tree.leaf(self.X_), dr, reference, self.kappa, 4))
         acts = policy.act(self.X_)
-        gain = dr[np.arange(len(dr)), acts + 1] - dr[:, reference]
+        earned = dr[np.arange(len(dr)), acts + 1]  # each row's DR net reward under the policy
+        gain = earned - dr[:, reference]
         choice = PolicyChoice(
             reference=reference - 1,
             depth=self.depth,
             kappa=self.kappa,
-            value=float(dr[np.arange(len(dr)), acts + 1].mean()),
+            value=float(earned.mean()),
             constant_value=float(dr[:, reference].mean()),
             gain=float(gain.mean()),
             gain_se=float(gain.std(ddof=1) / np.sqrt(len(gain))) if len(gain) > 1 else 0.0,
